@@ -1,0 +1,214 @@
+"""Rank-one directions of second-order effects (method.md §4), streamed over an image set.
+
+Per neuron: centre φ_n over all images, keep the top-k images by centred norm (the k-th norm is the
+significance threshold), and take the first right singular vector of those rows, signed so that
+most of them project positively. Two passes over the images: the first sums coordinates for the
+mean, the second keeps each neuron's top-k. Everything is done in the K-dimensional coordinate
+space of ``EffectBasis`` (norms through its Gram matrix), so memory is bounded by the per-neuron
+top-k buffers and never grows with the number of images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from neuronattack.lens.neuron_effects import EffectBasis
+
+NEURON_CHUNK = 256  # neurons per batched SVD; bounds the [chunk, k, out_dim] rows in memory
+
+
+@dataclass(frozen=True)
+class RankOneDirections:
+    """One block's fit; every tensor is indexed by position in ``neurons``."""
+
+    layer: int
+    neurons: Tensor  # [neurons]
+    direction: Tensor  # [neurons, out_dim]  unit, signed
+    mean_effect: Tensor  # [neurons, out_dim]
+    variance_explained: Tensor  # [neurons]  σ₁² / Σσ² of the top-k centred rows
+    singular_value: Tensor  # [neurons]  σ₁
+    threshold: Tensor  # [neurons]  k-th largest centred norm
+    top_norms: Tensor  # [neurons, k]  descending
+    top_images: Tensor  # [neurons, k]  image indices, same order
+    convention: str
+
+
+@dataclass(frozen=True)
+class BasisGram:
+    """Inner products of an ``EffectBasis``'s vectors, float64: centred norms without the rows."""
+
+    neuron: Tensor  # [neurons, K, K]
+    cross: Tensor  # [neurons, K, J]
+    shared: Tensor  # [J, J]
+
+
+def basis_gram(basis: EffectBasis) -> BasisGram:
+    neuron_basis = basis.neuron_basis.double()
+    shared_basis = basis.shared_basis.double()
+    return BasisGram(
+        neuron=neuron_basis @ neuron_basis.transpose(1, 2),
+        cross=neuron_basis @ shared_basis.T,
+        shared=shared_basis @ shared_basis.T,
+    )
+
+
+def centred_sq_norms(coords: Tensor, shared: Tensor, gram: BasisGram) -> Tensor:
+    """``‖φ - mean‖²`` per neuron and image from centred coordinates.
+
+    coords ``[neurons, batch, K]`` and shared ``[batch, J]`` (both minus their means) ->
+    ``[neurons, batch]``. The quadratic form of the rows' Gram, expanded over the two bases.
+    """
+    per_neuron = ((coords @ gram.neuron) * coords).sum(-1)  # [neurons, batch]
+    cross = ((coords @ gram.cross) * shared).sum(-1)
+    common = ((shared @ gram.shared) * shared).sum(-1)  # [batch]
+    return (per_neuron + 2 * cross + common).clamp_min(0)
+
+
+class RankOneFitter:
+    """Streaming state of the two passes for one block; ``state_dict`` makes it resumable."""
+
+    def __init__(self, basis: EffectBasis, top_k: int = 100):
+        self.basis = basis
+        self.top_k = top_k
+        self.gram = basis_gram(basis)
+        neurons, heads = basis.neuron_basis.shape[:2]
+        shared = basis.shared_basis.shape[0]
+        self.device = basis.neuron_basis.device
+        self.coord_sum = torch.zeros(neurons, heads, dtype=torch.float64, device=self.device)
+        self.shared_sum = torch.zeros(shared, dtype=torch.float64, device=self.device)
+        self.count = 0
+        self.top_norms = self.top_coords = self.top_shared = self.top_images = None
+
+    # -- pass 1 -------------------------------------------------------------------------------
+    def add_to_mean(self, coords: Tensor, shared: Tensor) -> None:
+        """coords ``[batch, neurons, K]``, shared ``[batch, J]``."""
+        self.coord_sum += coords.double().sum(0)
+        self.shared_sum += shared.double().sum(0)
+        self.count += coords.shape[0]
+
+    def mean_coords(self) -> tuple[Tensor, Tensor]:
+        if self.count == 0:
+            raise ValueError("no images were added to the mean pass")
+        return self.coord_sum / self.count, self.shared_sum / self.count
+
+    # -- pass 2 -------------------------------------------------------------------------------
+    def add_to_top_k(self, coords: Tensor, shared: Tensor, image_indices: Tensor) -> None:
+        """Merge a batch into each neuron's top-k by centred norm; ``image_indices [batch]``."""
+        mean, shared_mean = self.mean_coords()
+        coords = (coords.double() - mean).transpose(0, 1)  # [neurons, batch, K]
+        shared = shared.double() - shared_mean  # [batch, J]
+        norms = centred_sq_norms(coords, shared, self.gram).sqrt()  # [neurons, batch]
+        if self.top_norms is None:
+            self._empty_top_k(min(self.top_k, self.count))
+        # Late in the pass few images beat a neuron's current k-th norm: merge only those rows.
+        rows = (norms > self.top_norms[:, -1:]).any(dim=1).nonzero().squeeze(1)
+        if len(rows) == 0:
+            return
+        batch = norms.shape[1]
+        images = image_indices.to(self.device, torch.long)[None].expand(len(rows), batch)
+        all_norms = torch.cat([self.top_norms[rows], norms[rows]], dim=1)
+        keep = all_norms.topk(self.top_norms.shape[1], dim=1, sorted=True).indices  # [rows, k]
+        self.top_norms[rows] = all_norms.gather(1, keep)
+        self.top_images[rows] = torch.cat([self.top_images[rows], images], 1).gather(1, keep)
+        candidates = torch.cat([self.top_coords[rows], coords[rows]], dim=1)
+        self.top_coords[rows] = candidates.gather(1, keep[..., None].expand(-1, -1,
+                                                                           coords.shape[2]))
+        shared_rows = torch.cat([self.top_shared[rows], shared[None].expand(len(rows), -1, -1)],
+                                dim=1)
+        self.top_shared[rows] = shared_rows.gather(1, keep[..., None].expand(-1, -1,
+                                                                             shared.shape[1]))
+
+    def _empty_top_k(self, k: int) -> None:
+        neurons, heads = self.coord_sum.shape
+        shared = self.shared_sum.shape[0]
+        options = {"dtype": torch.float64, "device": self.device}
+        self.top_norms = torch.full((neurons, k), -torch.inf, **options)
+        self.top_images = torch.full((neurons, k), -1, dtype=torch.long, device=self.device)
+        self.top_coords = torch.zeros(neurons, k, heads, **options)
+        self.top_shared = torch.zeros(neurons, k, shared, **options)
+
+    # -- result -------------------------------------------------------------------------------
+    def result(self) -> RankOneDirections:
+        if self.top_norms is None or bool((self.top_images < 0).any()):
+            raise ValueError("the top-k pass has not seen every image yet")
+        mean, shared_mean = self.mean_coords()
+        neuron_basis = self.basis.neuron_basis.double()
+        shared_basis = self.basis.shared_basis.double()
+        mean_effect = torch.einsum("nk,nkd->nd", mean, neuron_basis) + shared_mean @ shared_basis
+        fits = []
+        for chunk in torch.arange(len(mean), device=self.device).split(NEURON_CHUNK):
+            bases = torch.cat([neuron_basis[chunk],
+                               shared_basis.expand(len(chunk), -1, -1)], dim=1)
+            coefficients = torch.cat([self.top_coords[chunk], self.top_shared[chunk]], dim=2)
+            fits.append(_fit_rows(coefficients, bases))
+        direction, singular, explained = (torch.cat(parts) for parts in zip(*fits, strict=True))
+        order = self.top_norms.argsort(dim=1, descending=True, stable=True)
+        top_norms = self.top_norms.gather(1, order)
+        return RankOneDirections(
+            layer=self.basis.layer,
+            neurons=self.basis.neurons.cpu(),
+            direction=direction.float().cpu(),
+            mean_effect=mean_effect.float().cpu(),
+            variance_explained=explained.float().cpu(),
+            singular_value=singular.float().cpu(),
+            threshold=top_norms[:, -1].float().cpu(),
+            top_norms=top_norms.float().cpu(),
+            top_images=self.top_images.gather(1, order).cpu(),
+            convention=self.basis.convention,
+        )
+
+    # -- resuming -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Tensor]:
+        """CPU copies of everything the passes accumulated."""
+        state = {"coord_sum": self.coord_sum, "shared_sum": self.shared_sum,
+                 "count": torch.tensor(self.count)}
+        if self.top_norms is not None:
+            state |= {"top_norms": self.top_norms, "top_images": self.top_images,
+                      "top_coords": self.top_coords, "top_shared": self.top_shared}
+        return {name: tensor.cpu() for name, tensor in state.items()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        state = {name: tensor.to(self.device) for name, tensor in state.items()}
+        self.coord_sum, self.shared_sum = state["coord_sum"], state["shared_sum"]
+        self.count = int(state["count"])
+        if "top_norms" in state:
+            self.top_norms, self.top_images = state["top_norms"], state["top_images"]
+            self.top_coords, self.top_shared = state["top_coords"], state["top_shared"]
+
+
+def _fit_rows(coefficients: Tensor, bases: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """First right singular vector of each neuron's top-k centred rows ``coefficients @ bases``.
+
+    coefficients ``[chunk, k, K']``, bases ``[chunk, K', out_dim]``. The rows are never formed:
+    with ``basesᵀ = Q R`` they are ``(coefficients Rᵀ) Qᵀ``, so the SVD of the small
+    ``coefficients Rᵀ`` gives the same singular values and, mapped by Q, the same vectors.
+
+    Sign rule (the papers'): keep the vector if more than half the rows project positively. On an
+    exact tie (k even, k/2 positive) their code keeps whatever sign LAPACK returned; we break it
+    deterministically by the sign of the summed projections.
+    Returns ``(direction [chunk, out_dim], σ₁ [chunk], σ₁²/Σσ² [chunk])``.
+    """
+    q, r = torch.linalg.qr(bases.transpose(1, 2))  # [chunk, out_dim, m], [chunk, m, K']
+    reduced = coefficients @ r.transpose(1, 2)  # [chunk, k, m]
+    _, singular, vh = torch.linalg.svd(reduced, full_matrices=False)
+    projections = reduced @ vh[:, 0, :, None]  # [chunk, k, 1]: rows · direction
+    positive = (projections > 0).sum((1, 2))
+    negative = (projections < 0).sum((1, 2))
+    tie_break = torch.where(projections.sum((1, 2)) >= 0, 1.0, -1.0)
+    sign = torch.where(positive > negative, 1.0, torch.where(positive < negative, -1.0, tie_break))
+    first = (q @ vh[:, 0, :, None]).squeeze(-1) * sign[:, None].to(q)  # [chunk, out_dim]
+    energy = (singular**2).sum(1)
+    return first, singular[:, 0], singular[:, 0] ** 2 / energy.clamp_min(1e-300)
+
+
+def fit_directions_in_memory(
+    basis: EffectBasis, coords: Tensor, shared: Tensor, top_k: int = 100
+) -> RankOneDirections:
+    """Both passes over coordinates already in memory (a small set; tests, notebooks)."""
+    fitter = RankOneFitter(basis, top_k)
+    fitter.add_to_mean(coords, shared)
+    fitter.add_to_top_k(coords, shared, torch.arange(coords.shape[0]))
+    return fitter.result()

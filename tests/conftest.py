@@ -1,0 +1,58 @@
+"""Shared fixtures: tiny random open_clip ViTs built from configs in milliseconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PARITY_DIR = FIXTURES / "official-parity-tiny"
+
+
+def build_tiny_clip(
+    layers: int = 4,
+    width: int = 64,
+    head_width: int = 16,
+    image_size: int = 32,
+    patch_size: int = 8,
+    embed_dim: int = 32,
+    ls_init_value: float | None = None,
+    quick_gelu: bool = False,
+    seed: int = 0,
+) -> open_clip.CLIP:
+    """A random CLIP whose LayerNorm weights and biases are pushed away from 1 and 0."""
+    torch.manual_seed(seed)
+    vision = {"image_size": image_size, "layers": layers, "width": width,
+              "head_width": head_width, "patch_size": patch_size, "ls_init_value": ls_init_value}
+    text = {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
+    model = open_clip.CLIP(embed_dim, vision, text, quick_gelu=quick_gelu).eval()
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            noise = 0.1 * torch.randn(parameter.shape, generator=generator)
+            if name.endswith("bias"):
+                parameter.copy_(noise)
+            elif "ln_" in name or name.endswith("gamma"):
+                parameter.copy_(1 + noise)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_clip() -> open_clip.CLIP:
+    return build_tiny_clip()
+
+
+@pytest.fixture(scope="session")
+def parity():
+    data = np.load(PARITY_DIR / "parity.npz")
+    model = open_clip.create_model(f"local-dir:{PARITY_DIR}").eval()
+    return model, data
+
+
+def random_images(batch: int, size: int = 32, seed: int = 0, dtype=torch.float32) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, size, size, generator=generator).to(dtype)
