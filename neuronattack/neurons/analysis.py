@@ -29,6 +29,7 @@ from neuronattack.neurons.directions import RankOneDirections, RankOneFitter
 
 SCHEMA = "neuronattack.directions/1"
 META, DIRECTIONS, CHECKPOINT = "meta.json", "directions.safetensors", "checkpoint.safetensors"
+IMAGES = "images.json"
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 PASSES = ("mean", "top-k")
 
@@ -138,7 +139,7 @@ def analyze(
         if meta.get("status") == "complete":
             return Analysis(out_dir, meta, load_directions(out_dir))
     elif overwrite:
-        for name in (META, DIRECTIONS, CHECKPOINT):
+        for name in (META, DIRECTIONS, CHECKPOINT, IMAGES):
             (out_dir / name).unlink(missing_ok=True)
 
     target = pick_device(device)
@@ -156,6 +157,8 @@ def analyze(
     meta = {**identity, "status": "running", "image_root": str(image_set.root),
             "image_set_description": image_set.describe(), "versions": versions()}
     write_json(meta_path, meta)
+    # top_images are indices into this list; it lets `neurons show` find the files later.
+    write_json(out_dir / IMAGES, {"root": str(image_set.root), "paths": list(image_set.paths)})
 
     def save_checkpoint() -> None:
         tensors = {f"{layer}.{name}": tensor for layer, fitter in fitters.items()

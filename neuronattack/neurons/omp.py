@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 # Atoms re-scored exactly per target and step. The bf16 bound rarely leaves more than 2-3 in play;
-# about 0.5% of rows need the wide retry, which still avoids reading the float64 dictionary.
+# 0.5-2% of rows need the wide retry, which still avoids reading the float64 dictionary.
 _CANDIDATES = 8
 _WIDE_CANDIDATES = 256
 # Orthogonality kept between support directions: far below the error of scikit-learn's own
@@ -283,10 +283,12 @@ def _orthogonalise(basis: Tensor, atom: Tensor, running: Tensor) -> tuple[Tensor
     """Split ``atom`` against the orthonormal ``basis``: coordinates and orthogonal remainder.
 
     ``basis`` is ``[batch, k, d]``, ``atom`` ``[batch, d]``, ``running`` ``[batch]`` bool (halted
-    rows may keep re-picking an atom inside their span); returns ``[batch, k]`` and ``[batch, d]``. One classical Gram–Schmidt pass reads the basis twice, the dominant memory
-    traffic after the correlations, and leaves the remainder orthogonal to about
-    ``eps · ||atom|| / ||remainder||``; a second pass ("twice is enough") runs only when some row
-    would exceed ``_ORTHOGONALITY`` — in float64 only for nearly dependent atoms, in float32 always.
+    rows may keep re-picking an atom inside their span, so they must not force a second pass);
+    returns ``[batch, k]`` and ``[batch, d]``. One classical Gram–Schmidt pass reads the basis
+    twice, the dominant memory traffic after the correlations, and leaves the remainder
+    orthogonal to about ``eps · ||atom|| / ||remainder||``; a second pass ("twice is enough") runs
+    only when some row would exceed ``_ORTHOGONALITY``: in float64 only for nearly dependent
+    atoms, in float32 always.
     """
     coords = torch.bmm(atom[:, None, :], basis.mT)  # [batch, 1, k]
     remainder = atom - torch.bmm(coords, basis).squeeze(1)  # [batch, d]
@@ -306,6 +308,9 @@ def _halts(
     ``picked`` is ``[batch, step]`` indices so far, ``orth_sq`` the squared norm of the chosen
     atom's component orthogonal to the support. The correlation test uses the *original* target,
     as ``_cholesky_omp`` does, and the dependence test is skipped for the first atom, as there.
+    scikit-learn takes ``orth_sq`` as ``||x||² - ||L⁻¹ D_S x||²``, whose cancellation can leave
+    ~1e-15 > eps for a dependent atom and admit it with a round-off coefficient; the remainder's
+    own norm does not, so on exactly dependent supports we stop where it might not.
     """
     eps = torch.finfo(atom.dtype).eps
     repeated = (picked == chosen[:, None]).any(dim=1)
@@ -319,17 +324,18 @@ def _omp_chunk(
 ) -> tuple[Tensor, Tensor]:
     """OMP for one chunk of targets: indices and coefficients, each ``[batch, n_nonzero]``.
 
-    Keeps an orthonormal basis ``Q`` of each support and ``R`` with ``D_S^T = Q R`` (a QR of the
-    support, better conditioned than scikit-learn's Cholesky of ``D_S D_S^T``, same solution), so
-    each step costs one correlation pass plus O(k·d) per target, and the coefficients come from one
-    batched triangular solve ``R c = Q^T y`` at the end. A halted row keeps running with a zero
-    direction and an identity column in ``R``, which pins its unused coefficients at zero.
+    Keeps orthonormal rows ``Q`` spanning each support and upper-triangular ``R`` with
+    ``D_S = R^T Q`` (a QR of the support: better conditioned than scikit-learn's Cholesky of
+    ``D_S D_S^T``, same solution), so each step costs one correlation pass plus O(k·d) per
+    target, and the coefficients come from one batched triangular solve ``R c = Q y`` at the end.
+    A halted row keeps running with a zero direction and an identity column in ``R``, which pins
+    its unused coefficients at zero.
     """
     batch, dim = targets.shape
     residual = targets.clone()  # [batch, d]
     basis = targets.new_zeros(batch, n_nonzero, dim)  # [batch, m, d]  Q, one row per atom
-    triangle = targets.new_zeros(batch, n_nonzero, n_nonzero)  # [batch, m, m]  R, upper
-    projections = targets.new_zeros(batch, n_nonzero)  # [batch, m]  Q^T y
+    triangle = targets.new_zeros(batch, n_nonzero, n_nonzero)  # [batch, m, m]  R
+    projections = targets.new_zeros(batch, n_nonzero)  # [batch, m]  Q y
     indices = torch.full((batch, n_nonzero), -1, dtype=torch.long, device=targets.device)
     running = torch.ones(batch, dtype=torch.bool, device=targets.device)  # [batch]
     scratch = (
@@ -372,6 +378,7 @@ def _with_cosine(
     """Attach ``cos(target, reconstruction)``; an empty code (zero reconstruction) scores 0."""
     partial = SparseCodes(indices, coefficients, coefficients.new_zeros(len(indices)))
     rebuilt = reconstruct(atoms, partial)  # [targets, d]
-    denominator = (rebuilt.norm(dim=1) * targets.norm(dim=1)).clamp_min(torch.finfo(atoms.dtype).tiny)
+    norms = rebuilt.norm(dim=1) * targets.norm(dim=1)  # [targets]
+    denominator = norms.clamp_min(torch.finfo(norms.dtype).tiny)
     cosine = (rebuilt * targets).sum(dim=1) / denominator  # [targets]
     return SparseCodes(indices, coefficients, cosine)

@@ -1,0 +1,1 @@
+"""From a class pair to judged images: selection, sentences, rendering, judging."""
