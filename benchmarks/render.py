@@ -9,6 +9,7 @@ in alternating rounds and the median round of each is reported, so drift in mach
 both alike.
 
     python benchmarks/render.py                                  # tiny preset on the CPU
+    python benchmarks/render.py --threads 1                      # steadier on a busy machine
     python benchmarks/render.py --preset sd-turbo --device cuda  # real weights, from the HF cache
     python benchmarks/render.py --preset sd-turbo --random-weights --device cuda
 """
@@ -37,9 +38,10 @@ from neuronattack.models.generators import (
 )
 
 SUBJECTS = ("a cat", "a red car", "an old lighthouse", "a bowl of ramen", "a violin", "a fox")
-NOISE_NOTE = (
-    "random weights: the images are noise; with the tiny preset the networks are so small that "
-    "this measures the render loop's overhead, not diffusion speed"
+NOISE_NOTE = "random weights: the images are noise; throughput is what is measured"
+TINY_NOTE = (
+    "tiny networks: the pipeline itself costs so little that this measures the render loop's "
+    "overhead, not diffusion speed"
 )
 STYLES = ("on a beach", "in the snow", "at night", "in a museum", "under water", "in a forest")
 
@@ -128,12 +130,14 @@ def random_sd_turbo(device: str, dtype: torch.dtype, batch_size: int) -> Diffuse
             feature_extractor=None,
             requires_safety_checker=False,
         )
-    pipeline.to(device, dtype)
+    if dtype != torch.float32:  # casting a float32 build to float32 only prints warnings
+        pipeline.to(dtype=dtype)
+    pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)
     preset = PRESETS["sd-turbo"]
     config = RenderConfig(preset.steps, preset.guidance, preset.size, preset.size, batch_size)
     return DiffusersGenerator(
-        pipeline, "sd-turbo (random weights)", config, repo_id, preset="sd-turbo", meaningless=True
+        pipeline, "sd-turbo-random", config, repo_id, preset="sd-turbo", meaningless=True
     )
 
 
@@ -168,11 +172,19 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch (default: torch's choice); 1 is steadier on a busy machine",
+    )
+    parser.add_argument(
         "--random-weights",
         action="store_true",
         help="sd-turbo only: real-size random weights built from cached configs",
     )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     generator = build(args)
     if generator is None:
@@ -196,6 +208,8 @@ def main() -> None:
     print(generator.describe())
     if settings["meaningless"]:
         print(f"  {NOISE_NOTE}")
+    if settings["preset"] == "tiny":
+        print(f"  {TINY_NOTE}")
     threads = torch.get_num_threads()
     print(f"  {args.images} images, {threads} CPU threads, median of {args.rounds} rounds")
     print(f"  plain diffusers : {plain_rate:8.2f} images/s")

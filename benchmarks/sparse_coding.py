@@ -66,8 +66,13 @@ def measured(run) -> dict:
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     peak = memory_kib("VmHWM") * 1024
     load = os.getloadavg()[0]
-    return {"seconds": wall, "cpu_seconds": cpu, "peak": peak, "increment": peak - before,
-            "load": load}
+    return {
+        "seconds": wall,
+        "cpu_seconds": cpu,
+        "peak": peak,
+        "increment": peak - before,
+        "load": load,
+    }
 
 
 def child_sklearn(args: argparse.Namespace) -> dict:
@@ -84,8 +89,11 @@ def child_sklearn(args: argparse.Namespace) -> dict:
 
     report = measured(run)
     np.save(args.workdir / "sklearn_coef.npy", np.atleast_2d(result["coef"].T))
-    blas = {f"{p['internal_api']} x {p['num_threads']} threads" for p in threadpool_info()
-            if p["user_api"] == "blas"}
+    blas = {
+        f"{p['internal_api']} x {p['num_threads']} threads"
+        for p in threadpool_info()
+        if p["user_api"] == "blas"
+    }
     return report | {"blas": ", ".join(sorted(blas))}
 
 

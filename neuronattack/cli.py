@@ -303,3 +303,144 @@ def verify_command(atlas_dir, image_dir, names_file, every, limit, batch_size, d
     for scope in report["accuracy"]["baseline"]:
         table.add_row(scope, *(f"{report['accuracy'][mode][scope]:.1%}" for mode in MODES))
     Console().print(table)
+
+
+@main.command()
+@click.argument("source")
+@click.argument("target")
+@click.option("--n", "count", default=32, show_default=True, help="Images per arm.")
+@click.option("--clip", "clip_spec", default="ViT-B-32:openai", show_default=True,
+              help="The CLIP to attack (same forms as `analyze --clip`).")
+@click.option("--atlas", "atlas_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Atlas folder [default: outputs/atlas/<clip>]; built first if missing.")
+@click.option("--images", "image_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Images to analyse with when the atlas does not exist yet.")
+@click.option("--generator", "generator_spec", default="sd-turbo", show_default=True,
+              help="sd-turbo, sdxl-turbo, sd15, flux-schnell, tiny (random weights, offline), "
+                   "a hub repo id or a local diffusers folder.")
+@click.option("--writer", "writer_spec", default="template", show_default=True,
+              help="template (offline) or hf:REPO_OR_PATH (a local or cached text-generation LLM).")
+@click.option("--judge", "judge_specs", multiple=True,
+              help="Extra CLIP to judge every image with (transfer); repeatable.")
+@click.option("--checker", default="auto", show_default=True,
+              help="Validity checker: auto (a different CLIP), clip:SPEC, toy or none.")
+@click.option("--classes", "classes_spec", default="imagenet", show_default=True,
+              help="Class set for zero-shot judging: imagenet, cifar10, toy or a file of names.")
+@click.option("--arms", default=",".join(("method", "random-neurons", "similar-words",
+                                          "source-only")), show_default=True,
+              help="Comma-separated: the method and the baselines, all with the same seeds.")
+@click.option("--neurons", "n_neurons", default=100, show_default=True,
+              help="Neurons picked by |r·δ|.")
+@click.option("--words", "n_words", default=50, show_default=True, help="Words kept per arm.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--negative-prompt", default=None,
+              help="[default: text, letters, words, … — against typographic attacks]")
+@click.option("--block-list", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="File of words never to use (one per line).")
+@click.option("--similarity-percentile", default=99.0, show_default=True,
+              help="Drop words whose CLIP similarity to the target is above this percentile of "
+                   "the vocabulary.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder [default: outputs/attacks/<source>-<target>]; reruns resume.")
+@click.option("--batch-size", default=8, show_default=True, help="Images rendered at once.")
+@click.option("--device", default="auto", show_default=True)
+@json_option
+def attack(source, target, count, clip_spec, atlas_dir, image_dir, generator_spec, writer_spec,
+           judge_specs, checker, classes_spec, arms, n_neurons, n_words, seed, negative_prompt,
+           block_list, similarity_percentile, out_dir, batch_size, device, as_json) -> None:
+    """Make images of SOURCE that CLIP takes for TARGET, from the words its neurons write.
+
+    Picks the neurons whose directions push from SOURCE toward TARGET, keeps their words that are
+    unrelated to TARGET, writes sentences that show SOURCE with those words, renders them and
+    judges them; the baselines (random neurons, words similar to TARGET, SOURCE alone) get the same
+    budget and seeds. Writes images with their prompts, results.jsonl and summary.html.
+
+    \b
+    Examples:
+      neuronattack attack cat dog --images ~/imagenet-5k          # weights download on first use
+      neuronattack attack cat dog --clip random:ViT-B-32 --images DIR --generator tiny \\
+          --classes cifar10 --n 4                                 # offline; images are noise
+    """
+    from neuronattack.attack.run import ARMS, DEFAULT_NEGATIVE, AttackSettings, run_attack, slug
+    from neuronattack.attack.setup import build_context, load_class_names
+    from neuronattack.attack.writers import load_writer
+    from neuronattack.models import load_clip, spec_slug
+    from neuronattack.models.generators import load_generator
+    from neuronattack.neurons.analysis import pick_device
+    from neuronattack.neurons.atlas import Atlas
+
+    arm_list = tuple(arm.strip() for arm in arms.split(",") if arm.strip())
+    unknown = [arm for arm in arm_list if arm not in ARMS]
+    if unknown or not arm_list:
+        raise NeuronAttackError(f"--arms takes a comma-separated list from {', '.join(ARMS)}.")
+    class_names = load_class_names(classes_spec)
+    target_device = pick_device(device)
+    writer = load_writer(writer_spec)
+    clip = load_clip(clip_spec, device=target_device)
+    atlas_dir = atlas_dir or Path("outputs") / "atlas" / spec_slug(clip.spec)
+    if not (atlas_dir / "atlas.json").exists():
+        if image_dir is None:
+            raise NeuronAttackError(
+                f"No atlas at {atlas_dir}; pass --images DIR to analyse {clip.spec} first, or "
+                "--atlas to use an existing one."
+            )
+        ensure_analysis(clip, image_dir, atlas_dir, target_device)
+    atlas = Atlas.load(atlas_dir)
+    if atlas.meta["model"] != clip.spec:
+        raise NeuronAttackError(f"The atlas in {atlas_dir} was built for {atlas.meta['model']}, "
+                                f"not {clip.spec}.")
+    generator = load_generator(generator_spec, device=str(target_device))
+    context = build_context(clip, atlas, generator, writer, class_names, tuple(judge_specs),
+                            checker, target_device, batch_size, show_progress=not as_json)
+    settings = AttackSettings(
+        source=source, target=target, n=count, arms=arm_list, n_neurons=n_neurons,
+        n_words=n_words, seed=seed,
+        negative_prompt=DEFAULT_NEGATIVE if negative_prompt is None else negative_prompt,
+        similarity_percentile=similarity_percentile,
+        block_list=tuple(read_block_list(block_list)),
+    )
+    out_dir = out_dir or Path("outputs") / "attacks" / f"{slug(source)}-{slug(target)}"
+    records = run_attack(context, settings, out_dir, show_progress=not as_json)
+    from neuronattack.attack.run import summarize
+
+    summary = summarize(records)
+    if as_json:
+        click.echo(json.dumps({"out": str(out_dir), "arms": summary}, indent=2))
+        return
+    print_arm_table(summary, f"{source} → {target}")
+    console.print(f"wrote {out_dir / 'summary.html'}")
+
+
+def read_block_list(path: Path | None) -> list[str]:
+    from neuronattack.neurons.vocabulary import read_word_list
+
+    return read_word_list(path) if path else []
+
+
+def ensure_analysis(clip, image_dir: Path, out_dir: Path, device) -> None:
+    """Analyse with the defaults (the three blocks before the last, 100 images per neuron)."""
+    from neuronattack.imagesets import scan_images
+    from neuronattack.neurons.analysis import AnalysisSettings, analyze, default_layers
+    from neuronattack.neurons.atlas import ensure_atlas
+
+    blocks = len(clip.model.visual.transformer.resblocks)
+    console.print(f"no atlas yet: analysing {clip.spec} over {image_dir} into {out_dir}")
+    analyze(clip, scan_images(image_dir), out_dir, AnalysisSettings(layers=default_layers(blocks)),
+            device=str(device))
+    ensure_atlas(out_dir, clip)
+
+
+def print_arm_table(summary: dict, title: str) -> None:
+    table = Table(title=title)
+    for header in ("arm", "rendered", "fooled", "95% CI", "valid", "fooled & valid", "95% CI"):
+        table.add_column(header, justify="right" if header != "arm" else "left")
+
+    def pct(value):
+        return "–" if value is None else f"{value:.1%}"
+
+    for arm, row in summary.items():
+        success, valid = row["success"], row["valid_success"]
+        table.add_row(arm, str(row["images"] - row["failed_renders"]), pct(success["rate"]),
+                      f"{pct(success['ci95'][0])}–{pct(success['ci95'][1])}", str(row["valid"]),
+                      pct(valid["rate"]), f"{pct(valid['ci95'][0])}–{pct(valid['ci95'][1])}")
+    Console().print(table)

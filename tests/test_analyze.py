@@ -170,6 +170,7 @@ def test_cli_analyze_writes_artifacts(image_dir, tmp_path):
     result = CliRunner().invoke(main, [
         "analyze", "--clip", SPEC, "--images", str(image_dir), "--layers", "0", "2",
         "--out", str(out), "--top-k", "4", "--batch-size", "16", "--json", "--device", "cpu",
+        "--words", "none",
     ])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)

@@ -151,5 +151,18 @@ def test_verify_reports_every_mode(atlas_dir, labelled_images):
             assert 0 <= value <= 1 and (value * 18) == pytest.approx(round(value * 18))
 
 
+def test_more_words_than_dimensions_are_capped(atlas_dir, word_file, tmp_path):
+    import shutil
+
+    from neuronattack.models import load_clip
+    from neuronattack.neurons.atlas import ensure_atlas
+
+    copy = tmp_path / "copy"
+    shutil.copytree(atlas_dir, copy)
+    atlas = ensure_atlas(copy, load_clip(SPEC), str(word_file), nonzeros=128, show_progress=False)
+    assert atlas.codes[1].word_indices.shape == (256, 30)  # min(128, 32 dims, 30 words)
+    assert atlas.atlas_meta["nonzeros"] == 128
+
+
 def test_parse_neuron():
     assert parse_neuron("9.1234") == (9, 1234)

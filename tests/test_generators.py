@@ -22,7 +22,7 @@ from neuronattack.models.generators import (
     RETRY_SEED_OFFSET,
     DiffusersGenerator,
     clip_tokenizer,
-    image_defect,
+    image_defects,
     load_generator,
     retry_seed,
 )
@@ -150,10 +150,12 @@ def test_negative_prompt_steers_guided_renders_and_is_ignored_unguided(
     steered = pixels(guided, [0], negative_prompt="blurry, low quality")[0]
     assert np.abs(plain - steered).max() > 0
 
+    unguided = load_generator("tiny")
     with caplog.at_level(logging.WARNING):
-        unguided = pixels(tiny, [0], negative_prompt="blurry, low quality")[0]
-    np.testing.assert_array_equal(unguided, pixels(tiny, [0])[0])
-    assert "no effect" in caplog.text
+        ignored = pixels(unguided, [0], negative_prompt="blurry, low quality")[0]
+        pixels(unguided, [0], negative_prompt="blurry, low quality")
+    np.testing.assert_array_equal(ignored, pixels(tiny, [0])[0])
+    assert caplog.text.count("The negative prompt has no effect on 'tiny'") == 1
 
 
 @pytest.mark.parametrize(("fill", "defect"), [(np.nan, "non-finite"), (0.0, "blank")])
@@ -187,16 +189,21 @@ def test_an_image_broken_twice_is_reported_failed(monkeypatch: pytest.MonkeyPatc
 
 
 def test_defect_rule() -> None:
-    rng = np.random.default_rng(0)
-    noise = rng.random((8, 8, 3), dtype=np.float32)
-    nearly_flat = np.full((8, 8, 3), 0.5, np.float32)
-    nearly_flat[0, 0, 0] += 0.5 * BLANK_STD
+    noise = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    noise[1, 0, 2, 3] = float("nan")
+    noise[2, 2, 7, 7] = float("inf")
+    noise[3] = 0.0
+    # Flat grey with one brighter pixel: std = bump * sqrt(n - 1) / n over n values.
+    n = noise[0].numel()
+    for index, fraction_of_threshold in ((4, 0.9), (5, 1.1)):
+        noise[index] = 0.5
+        noise[index, 0, 0, 0] += fraction_of_threshold * BLANK_STD * n / np.sqrt(n - 1)
 
-    assert image_defect(noise) is None
-    assert "non-finite" in image_defect(np.where(noise > 0.99, np.nan, noise))
-    assert "non-finite" in image_defect(np.where(noise > 0.99, np.inf, noise))
-    assert "blank" in image_defect(np.zeros((8, 8, 3), np.float32))
-    assert "blank" in image_defect(nearly_flat)
+    defects = image_defects(noise)
+
+    assert defects[0] is None and defects[5] is None
+    assert "non-finite" in defects[1] and "non-finite" in defects[2]
+    assert "blank" in defects[3] and "blank" in defects[4]
     assert retry_seed(5) == 5 + 1_000_003
     assert retry_seed(2**63 - 1) == 1_000_002
 

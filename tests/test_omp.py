@@ -16,6 +16,7 @@ import pytest
 import torch
 from sklearn.linear_model import Lasso, orthogonal_mp
 
+from neuronattack.neurons import omp as omp_module
 from neuronattack.neurons.omp import (
     _BF16_UNIT_ROUNDOFF,
     SparseCodes,
@@ -202,6 +203,28 @@ def test_dependent_support_stops_after_the_rank():
 
 
 @pytest.mark.skipif(not _screen_available(torch.device("cpu")), reason="no native bf16")
+@pytest.mark.parametrize(("candidates", "wide"), [(1, 256), (1, 2)])
+def test_screen_fallbacks_stay_exact(monkeypatch, candidates, wide):
+    """Starve the candidate lists so rows go to the wide retry, and then to the full rescoring."""
+    monkeypatch.setattr(omp_module, "_CANDIDATES", candidates)
+    monkeypatch.setattr(omp_module, "_WIDE_CANDIDATES", wide)
+    retries = []
+    exact_best = omp_module._exact_best
+    monkeypatch.setattr(
+        omp_module, "_exact_best", lambda *args: retries.append(1) or exact_best(*args)
+    )
+    dictionary = make_dictionary(2000, 96, seed=11, decay=1.0)
+    targets = np.random.default_rng(7).standard_normal((5, 96))
+    expected_indices, expected_coefficients = sklearn_codes(dictionary, targets, 25)
+    codes = omp(torch.from_numpy(dictionary), torch.from_numpy(targets), 25, screen=True)
+    np.testing.assert_array_equal(codes.indices.numpy(), expected_indices)
+    np.testing.assert_allclose(
+        codes.coefficients.numpy(), expected_coefficients, rtol=RTOL, atol=ATOL
+    )
+    assert bool(retries) == (wide == 2)
+
+
+@pytest.mark.skipif(not _screen_available(torch.device("cpu")), reason="no native bf16")
 def test_screen_error_bound_holds():
     # Guards the certification against a backend that accumulates bf16 products below f32.
     atoms = torch.from_numpy(make_dictionary(4000, 512, seed=9, decay=0.5))
@@ -209,7 +232,7 @@ def test_screen_error_bound_holds():
     residuals = torch.randn(32, 512, dtype=torch.float64, generator=generator)
     screen = _build_screen(atoms)
     screened = residuals.to(torch.bfloat16)
-    approx = (screened @ screen.atoms.T).abs().double()  # [32, atoms]
+    approx = (screened @ screen.atoms[: len(atoms)].T).abs().double()  # [32, atoms]
     exact = (residuals @ atoms.T).abs()  # [32, atoms]
     slack = _screen_slack(residuals, screened, screen)[:, None]  # [32, 1]
     assert (exact <= approx / (1 - _BF16_UNIT_ROUNDOFF) + slack).all()

@@ -48,9 +48,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_PRESET = "sd-turbo"
 TINY = "tiny"
-# A failed image is re-rendered with seed + this, modulo MAX_SEED. A prime far above the seed
-# ranges callers use (range(n), DiffusionDB's per-image seeds reused across a few thousand
-# prompts) keeps a retry from repeating the seed of a neighbouring image.
+# A failed image is re-rendered with seed + this, modulo MAX_SEED. A prime far above the small
+# consecutive seeds callers use (range(n)) keeps a retry from repeating another image's seed.
 RETRY_SEED_OFFSET = 1_000_003
 # Seeds are stored as int64 in records and JSON everywhere, so they stay below 2**63.
 MAX_SEED = 2**63
@@ -119,9 +118,9 @@ PRESETS: dict[str, Preset] = {
     "sd-turbo": Preset("stabilityai/sd-turbo", 1, 0.0, 512, 8, torch.float16),
     "sdxl-turbo": Preset("stabilityai/sdxl-turbo", 1, 0.0, 512, 4, torch.float16),
     "sd15": Preset("stable-diffusion-v1-5/stable-diffusion-v1-5", 25, 7.5, 512, 4, torch.float16),
-    # 256 px as in the paper; FLUX's weights overflow in float16, hence bfloat16.
+    # 256 px as in the paper; FLUX is released in bfloat16 and its activations overflow float16.
     "flux-schnell": Preset("black-forest-labs/FLUX.1-schnell", 4, 0.0, 256, 4, torch.bfloat16),
-    # Random weights stay in float32 everywhere: they are for tests, where fp16 only adds noise.
+    # float32 on every device: tiny is for tests and trials, which want exactness, not speed.
     TINY: Preset(None, 2, 0.0, 64, 8, torch.float32),
 }
 # Hub repos and folders that are no preset: SD 1.x-style sampling at their native size.
@@ -170,6 +169,8 @@ class DiffusersGenerator:
         self.pipeline = pipeline
         self.name = name
         self.config = config
+        # The attack loop passes the same negative prompt with every batch: say it is unused once.
+        self._warned_negative = False
         self._record = {
             "model": model,
             "revision": revision,
@@ -218,7 +219,8 @@ class DiffusersGenerator:
         """One result per prompt, in order, rendered ``batch_size`` prompts per pipeline call.
 
         The negative prompt applies to every prompt; pipelines ignore it at guidance <= 1 (the
-        turbo and FLUX presets), which is logged rather than refused so one CLI flag serves all.
+        turbo and FLUX presets), which is logged once rather than refused so one CLI flag serves
+        all generators.
         """
         prompts, seeds = list(prompts), [_checked_seed(seed) for seed in seeds]
         if len(prompts) != len(seeds):
@@ -244,22 +246,25 @@ class DiffusersGenerator:
         retry does not depend on which other images were retried with it.
         """
         images = self._call(prompts, seeds, negative_prompt)
-        results = [_first_try(image, seed) for image, seed in zip(images, seeds, strict=True)]
-        broken = [index for index, result in enumerate(results) if result.retried]
+        defects = image_defects(images)
+        results = _first_try(images, defects, seeds)
+        broken = [index for index, defect in enumerate(defects) if defect]
         if not broken:
             return results
         retry_seeds = [retry_seed(seeds[index]) for index in broken]
         retried = self._call([prompts[index] for index in broken], retry_seeds, negative_prompt)
-        for index, image in zip(broken, retried, strict=True):
-            results[index] = _second_try(image, results[index])
+        finals = _second_try(retried, [results[index] for index in broken])
+        for index, result in zip(broken, finals, strict=True):
+            results[index] = result
         return results
 
     def _call(
         self, prompts: list[str], seeds: list[int], negative_prompt: str | None
-    ) -> np.ndarray:
-        """The pipeline's float images ``[b, h, w, 3]`` in [0, 1], NaNs kept for the checks.
+    ) -> torch.Tensor:
+        """The pipeline's float images ``[b, 3, h, w]`` in [0, 1] on its device, NaNs kept.
 
-        ``output_type="np"`` skips the 8-bit conversion that would turn NaN into black.
+        ``output_type="pt"`` skips the 8-bit conversion that would turn NaN into black, and
+        lets the checks run on the GPU before anything is copied to the host.
         """
         kwargs: dict[str, Any] = {
             "prompt": prompts,
@@ -269,11 +274,11 @@ class DiffusersGenerator:
             "height": self.config.height,
             # CPU generators give the same starting noise on every device.
             "generator": [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds],
-            "output_type": "np",
+            "output_type": "pt",
         }
         if negative_prompt is not None:
             kwargs["negative_prompt"] = [negative_prompt] * len(prompts)
-        return np.asarray(self.pipeline(**kwargs).images)
+        return self.pipeline(**kwargs).images
 
     def _check_negative_prompt(self) -> None:
         if "negative_prompt" not in inspect.signature(self.pipeline.__call__).parameters:
@@ -281,7 +286,8 @@ class DiffusersGenerator:
                 f"The {type(self.pipeline).__name__} of '{self.name}' takes no negative prompt; "
                 "leave it out for this generator."
             )
-        if self.config.guidance <= 1:
+        if self.config.guidance <= 1 and not self._warned_negative:
+            self._warned_negative = True
             logger.warning(
                 "The negative prompt has no effect on '%s' at guidance %g (it needs guidance > 1).",
                 self.name,
@@ -317,6 +323,7 @@ def load_generator(
     """
     source = _parse_spec(spec)
     preset = PRESETS[source.preset] if source.preset else _OTHER_REPOS
+    checked_size = _checked_size(steps, guidance, size, batch_size)
     target = _resolve_device(device)
     torch_dtype = _resolve_dtype(dtype, target, preset)
     if source.kind == "tiny":
@@ -333,7 +340,7 @@ def load_generator(
         pipeline, safety = _load_pipeline(folder, source, torch_dtype)
     pipeline.to(target)
     pipeline.set_progress_bar_config(disable=True)  # the CLI shows one bar for the whole run
-    config = _render_config(pipeline, preset, steps, guidance, size, batch_size)
+    config = _render_config(pipeline, preset, steps, guidance, checked_size, batch_size)
     return DiffusersGenerator(
         pipeline,
         name=source.name,
@@ -351,22 +358,34 @@ def retry_seed(seed: int) -> int:
     return (seed + RETRY_SEED_OFFSET) % MAX_SEED
 
 
-def image_defect(image: np.ndarray) -> str | None:
-    """Why a float image in [0, 1] is unusable (non-finite or blank pixels), or None if it is fine.
+def image_defects(images: torch.Tensor) -> list[str | None]:
+    """For each float image of a batch ``[b, ...]`` in [0, 1]: why it is unusable, or None.
 
-    Both are checked on the float output: 8-bit conversion turns NaN into black.
+    Unusable means a non-finite pixel, or a pixel std (over all pixels and channels) below 1/255.
+    Both are checked on the float output, since 8-bit conversion turns NaN into black.
     """
-    if not np.isfinite(image).all():
+    flat = images.detach().flatten(1).float()
+    finite = torch.isfinite(flat).all(dim=1).tolist()
+    spreads = flat.std(dim=1, correction=0).tolist()
+    return [_defect(ok, spread) for ok, spread in zip(finite, spreads, strict=True)]
+
+
+def _defect(finite: bool, spread: float) -> str | None:
+    if not finite:
         return "non-finite pixels (NaN or inf)"
-    spread = float(image.std())
     if spread < BLANK_STD:
         return f"a blank image (pixel std {spread:.2g} < 1/255)"
     return None
 
 
-def to_pil(image: np.ndarray) -> Image.Image:
-    """8-bit PIL image from floats in [0, 1], rounded as diffusers' own PIL output is."""
-    return Image.fromarray((image * 255).round().astype(np.uint8))
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """8-bit PIL images from a float batch ``[b, 3, h, w]`` in [0, 1].
+
+    Converted and rounded exactly as diffusers makes its own PIL output, so our images equal a
+    plain pipeline call's.
+    """
+    array = images.detach().cpu().permute(0, 2, 3, 1).float().numpy()
+    return [Image.fromarray(image) for image in (array * 255).round().astype(np.uint8)]
 
 
 def clip_tokenizer() -> CLIPTokenizer:
@@ -389,7 +408,7 @@ def clip_tokenizer() -> CLIPTokenizer:
 
 
 def build_tiny_pipeline(seed: int = _TINY_SEED) -> StableDiffusionPipeline:
-    """A real StableDiffusionPipeline with tiny random weights: 64x64 images in milliseconds.
+    """A real StableDiffusionPipeline with tiny random weights: a 64x64 image in ~20 ms on a CPU.
 
     Built under a private RNG so the same seed gives the same weights and the caller's RNG is
     untouched. The VAE halves the resolution once (two blocks), so a 32x32 latent gives 64 px.
@@ -437,7 +456,8 @@ def build_tiny_pipeline(seed: int = _TINY_SEED) -> StableDiffusionPipeline:
                 pad_token_id=tokenizer.pad_token_id,
             )
         )
-    # SD-Turbo's scheduler settings; steps_offset=1 as diffusers expects of SD schedulers.
+    # SD's beta schedule, sampled by Euler on trailing timesteps as few-step (turbo) models are;
+    # steps_offset=1 because diffusers warns about SD schedulers without it.
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085,
         beta_end=0.012,
@@ -457,23 +477,35 @@ def build_tiny_pipeline(seed: int = _TINY_SEED) -> StableDiffusionPipeline:
     )
 
 
-def _first_try(image: np.ndarray, seed: int) -> RenderResult:
-    """A first render's result; a broken one is marked retried with the reason, pending retry."""
-    defect = image_defect(image)
-    if defect is None:
-        return RenderResult(to_pil(image), seed, seed, retried=False, failed=False, reason=None)
-    return RenderResult(None, seed, seed, retried=True, failed=False, reason=defect)
+def _first_try(
+    images: torch.Tensor, defects: list[str | None], seeds: list[int]
+) -> list[RenderResult]:
+    """A first render's results; broken images are marked retried, with the reason, pending retry.
+
+    Only usable images are converted: casting NaN to 8 bits is undefined.
+    """
+    good = [index for index, defect in enumerate(defects) if defect is None]
+    pictures = dict(zip(good, to_pil(images[good]), strict=True))
+    return [
+        RenderResult(pictures.get(index), seed, seed, defect is not None, False, defect)
+        for index, (defect, seed) in enumerate(zip(defects, seeds, strict=True))
+    ]
 
 
-def _second_try(image: np.ndarray, first: RenderResult) -> RenderResult:
-    seed = retry_seed(first.requested_seed)
-    before = f"{first.reason} with seed {first.requested_seed}"
-    defect = image_defect(image)
-    if defect is None:
-        reason = f"{before}; re-rendered with seed {seed}"
-        return RenderResult(to_pil(image), seed, first.requested_seed, True, False, reason)
-    reason = f"{before}, then {defect} with seed {seed}"
-    return RenderResult(None, seed, first.requested_seed, True, True, reason)
+def _second_try(images: torch.Tensor, firsts: list[RenderResult]) -> list[RenderResult]:
+    """The final results of retried images: usable now, or failed with both reasons."""
+    results = []
+    for image, defect, first in zip(images, image_defects(images), firsts, strict=True):
+        seed = retry_seed(first.requested_seed)
+        before = f"{first.reason} with seed {first.requested_seed}"
+        if defect is None:
+            reason = f"{before}; re-rendered with seed {seed}"
+            picture = to_pil(image[None])[0]
+            results.append(RenderResult(picture, seed, first.requested_seed, True, False, reason))
+        else:
+            reason = f"{before}, then {defect} with seed {seed}"
+            results.append(RenderResult(None, seed, first.requested_seed, True, True, reason))
+    return results
 
 
 def _checked_seed(seed: int) -> int:
@@ -683,31 +715,49 @@ def _takes_argument(class_name: str, argument: str) -> bool:
     return pipeline_class is not None and argument in inspect.signature(pipeline_class).parameters
 
 
-def _render_config(
-    pipeline: DiffusionPipeline,
-    preset: Preset,
+def _checked_size(
     steps: int | None,
     guidance: float | None,
     size: int | tuple[int, int] | None,
     batch_size: int | None,
-) -> RenderConfig:
-    """The preset's settings with the caller's overrides."""
-    steps = preset.steps if steps is None else steps
-    guidance = preset.guidance if guidance is None else guidance
-    batch = preset.batch_size if batch_size is None else batch_size
-    if size is None:
-        size = preset.size or _native_size(pipeline)
-    width, height = (size, size) if isinstance(size, int) else size
-    if steps < 1 or batch < 1:
-        raise NeuronAttackError(f"steps and batch_size must be at least 1; got {steps}, {batch}.")
-    if guidance < 0:
+) -> tuple[int, int] | None:
+    """Refuse bad overrides before a load that may take minutes; the size as (width, height)."""
+    if (steps is not None and steps < 1) or (batch_size is not None and batch_size < 1):
+        raise NeuronAttackError(
+            f"steps and batch_size must be at least 1; got {steps}, {batch_size}."
+        )
+    if guidance is not None and guidance < 0:
         raise NeuronAttackError(f"guidance must be >= 0; got {guidance}.")
+    if size is None:
+        return None
+    width, height = (size, size) if isinstance(size, int) else size
     if min(width, height) < SIZE_MULTIPLE or width % SIZE_MULTIPLE or height % SIZE_MULTIPLE:
         raise NeuronAttackError(
             f"Image size {width}x{height} is not a positive multiple of {SIZE_MULTIPLE} in both "
             f"sides; use e.g. {max(SIZE_MULTIPLE, width // SIZE_MULTIPLE * SIZE_MULTIPLE)}."
         )
-    return RenderConfig(int(steps), float(guidance), int(width), int(height), int(batch))
+    return int(width), int(height)
+
+
+def _render_config(
+    pipeline: DiffusionPipeline,
+    preset: Preset,
+    steps: int | None,
+    guidance: float | None,
+    size: tuple[int, int] | None,
+    batch_size: int | None,
+) -> RenderConfig:
+    """The preset's settings with the caller's (already checked) overrides."""
+    if size is None:
+        side = preset.size or _native_size(pipeline)
+        size = (side, side)
+    return RenderConfig(
+        steps=int(preset.steps if steps is None else steps),
+        guidance=float(preset.guidance if guidance is None else guidance),
+        width=size[0],
+        height=size[1],
+        batch_size=int(preset.batch_size if batch_size is None else batch_size),
+    )
 
 
 def _native_size(pipeline: DiffusionPipeline) -> int:

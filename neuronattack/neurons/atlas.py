@@ -91,7 +91,8 @@ def build_atlas(
         )
     layers = sorted(directions)
     stacked = torch.cat([directions[layer].direction for layer in layers])
-    codes = sparse_codes(dictionary.atoms, stacked, nonzeros, solver)
+    # More atoms than dimensions (or words) cannot be independent: small models get fewer.
+    codes = sparse_codes(dictionary.atoms, stacked, min(nonzeros, *dictionary.atoms.shape), solver)
     reconstruction = reconstruct(dictionary.atoms, codes).float()
     reconstruction = reconstruction / reconstruction.norm(dim=1, keepdim=True).clamp_min(1e-30)
     tensors, start = {}, 0

@@ -189,10 +189,11 @@ def draw(scene: Scene, seed: int, size: int = 64) -> Image.Image:
         cx = (slot + 0.5) * size / 4 + rng.uniform(-2, 2) * size / 64
         cy = rng.uniform(0.1, 0.17) * size
         if item == "sign":
-            _sign(pen, cx, cy, scene.sign or "", size)  # "" draws a blank board
+            _sign(pen, cx, cy, scene.sign, size)
         else:
             _TOP_PROPS[item](canvas, pen, cx, cy, size, rng)
-    for item, side in zip((p for p in scene.props if p in ("tree", "house")), side_slots):
+    side_items = [prop for prop in scene.props if prop in ("tree", "house")]
+    for item, side in zip(side_items, side_slots[: len(side_items)], strict=True):
         cx = (0.14 + 0.72 * side) * size + rng.uniform(-3, 3) * size / 64
         _SIDE_PROPS[item](pen, cx, rng.uniform(0.55, 0.72) * size, size, rng)
     for obj, box, flip in _layout(scene, size, rng):
@@ -211,6 +212,8 @@ def _layout(
     0.3 of the frame, where the sign and sky props are.
     """
     copies = [obj for obj in scene.objects for _ in range(obj.count)]
+    if not copies:
+        return []  # a sentence may name only context
     rng.shuffle(copies)
     low, high = {1: (0.42, 0.56), 2: (0.32, 0.42), 3: (0.26, 0.34)}.get(len(copies), (0.2, 0.27))
     margin = 0.03 * size

@@ -87,7 +87,8 @@ class ToyRenderer:
     def render_scenes(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[Scene]:
         """The exact scenes :meth:`render` draws for these prompts and seeds (colours chosen)."""
         _check_lengths(prompts, seeds)
-        return [_choose_colours(parse_prompt(p).scene, s) for p, s in zip(prompts, seeds)]
+        pairs = zip(prompts, seeds, strict=True)
+        return [_choose_colours(parse_prompt(prompt).scene, seed) for prompt, seed in pairs]
 
     def render(
         self,
@@ -98,7 +99,7 @@ class ToyRenderer:
         """One RGB image per prompt, seeded per prompt. ``negative_prompt`` is accepted and
         ignored: the toy world draws only what is named."""
         scenes = self.render_scenes(prompts, seeds)
-        return [draw(scene, seed, self.size) for scene, seed in zip(scenes, seeds)]
+        return [draw(scene, seed, self.size) for scene, seed in zip(scenes, seeds, strict=True)]
 
 
 def parse_prompt(prompt: str) -> ParsedPrompt:
@@ -116,14 +117,16 @@ def parse_prompt(prompt: str) -> ParsedPrompt:
             sign, expect_letter = token, False
             continue
         expect_letter = False
+        modifier = token in COLOURS or token in _PATTERN_WORDS
+        # "with" reaches back to the previous object only for the modifiers right after it.
+        after_with = after_with and modifier
         if token in _SINGULAR or token in _PLURAL:
             plural = token in _PLURAL
             default = 2 if plural else 1
             groups.append(_Group(_SINGULAR.get(token) or _PLURAL[token], count or default,
                                  colour, pattern or PLAIN))
             colour = pattern = count = None
-            after_with = False
-        elif token in COLOURS or token in _PATTERN_WORDS:
+        elif modifier:
             if after_with and groups:
                 _attach(groups[-1], token)
             elif token in COLOURS:
@@ -140,7 +143,6 @@ def parse_prompt(prompt: str) -> ParsedPrompt:
             # Adjectives before a context word describe it ("a red ball"); the world draws
             # context in fixed colours, so they are dropped rather than moved to an object.
             colour = pattern = count = None
-            after_with = False
         elif token in ("sign", "signs", "letter", "number"):
             sign = "" if sign is None else sign
             expect_letter = token == "letter"
@@ -149,7 +151,8 @@ def parse_prompt(prompt: str) -> ParsedPrompt:
         elif token == "with":
             after_with = bool(groups)
         elif token in ("a", "an", "the"):
-            after_with = False  # "with a red ball": a new noun phrase, not the object's colour
+            # A new noun phrase: what came before it ("three elephants and a fish") is not its.
+            colour = pattern = count = None
         elif token not in FILLER_WORDS:
             unknown.append(token)
     if groups:

@@ -35,11 +35,11 @@ COUNT_WEIGHTS = {1: 0.6, 2: 0.25, 3: 0.15}  # keys run 1..MAX_COUNT
 
 # How often a caption mentions each part of the scene. The class is always named; everything else
 # is sometimes left out, so a caption never pins the image down completely.
-MENTION_COLOUR = 0.7
-MENTION_PATTERN = 0.8
-MENTION_BACKGROUND = 0.75
-MENTION_PROP = 0.6
-MENTION_SIGN = 0.7
+MENTION_COLOUR = 0.6
+MENTION_PATTERN = 0.6
+MENTION_BACKGROUND = 0.6
+MENTION_PROP = 0.5
+MENTION_SIGN = 0.6
 
 PREFIXES = ("", "a photo of ", "a picture of ", "an image of ", "a drawing of ")
 BACKGROUND_PHRASES: dict[str, tuple[str, ...]] = {
@@ -199,10 +199,8 @@ def _object_phrase(obj: SceneObject, rng: random.Random) -> str:
 
 
 def _sign_phrase(glyph: str, rng: random.Random) -> str:
-    """"under a sign showing the letter k", "near a sign with 7", "with a sign with the number 7"."""
-    if glyph.isdigit():
-        shown = rng.choice((f"the number {glyph}", glyph))
-    else:
-        shown = f"the letter {glyph}"
+    """"under a sign showing the letter k", "near a sign with 7", "beside a sign with the number 7".
+    """
+    shown = rng.choice((f"the number {glyph}", glyph)) if glyph.isdigit() else f"the letter {glyph}"
     verb = rng.choice(("showing", "with"))
     return f"{rng.choice(SIGN_PREPOSITIONS)} a sign {verb} {shown}"

@@ -41,7 +41,9 @@ from neuronattack.toy.model import (
 from neuronattack.toy.scenes import Scene, caption, sample_scene, with_condition
 from neuronattack.toy.world import CLASSES, CUES, Cue
 
-ZERO_SHOT_TEMPLATES = ("a photo of {}", "a picture of {}", "an image of {}", "a drawing of {}", "{}")
+ZERO_SHOT_TEMPLATES = (
+    "a photo of {}", "a picture of {}", "an image of {}", "a drawing of {}", "{}"
+)
 HELD_OUT_SEED = 10_000  # fixed, so every training run is scored on the same held-out scenes
 LOG_SCALE_MAX = math.log(100.0)  # CLIP's clamp on the learnable temperature
 
@@ -56,6 +58,13 @@ class TrainSettings:
     warmup_fraction: float = 0.05
     eval_scenes: int = 1200
     device: str = "cpu"
+    # bf16 autocast roughly halves a CPU step on chips with bf16 matmuls (AVX512-BF16, AMX) and
+    # is the usual choice on GPUs; the weights and optimiser state stay float32 either way.
+    precision: str = "bf16"
+    # CPU threads for torch; None keeps torch's default (all cores). On a machine shared with
+    # other jobs one thread is often several times faster: OpenMP threads that wait for a
+    # descheduled peer burn their time slices.
+    threads: int | None = None
 
 
 def make_batch(
@@ -68,7 +77,9 @@ def make_batch(
     return to_pixels(images), tokenizer(captions)
 
 
-def contrastive_loss(model: open_clip.CLIP, pixels: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+def contrastive_loss(
+    model: open_clip.CLIP, pixels: torch.Tensor, tokens: torch.Tensor
+) -> torch.Tensor:
     """CLIP's symmetric InfoNCE over the batch, with the model's learnable temperature."""
     image = F.normalize(model.encode_image(pixels), dim=-1)
     text = F.normalize(model.encode_text(tokens), dim=-1)
@@ -78,7 +89,7 @@ def contrastive_loss(model: open_clip.CLIP, pixels: torch.Tensor, tokens: torch.
 
 
 def make_optimizer(model: open_clip.CLIP, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with open_clip's grouping: no decay on gains, biases, the temperature or 1-d tensors."""
+    """AdamW grouped as open_clip does: no decay on gains, biases, temperature or 1-d tensors."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         skip = param.ndim < 2 or "ln" in name or "bias" in name or "logit_scale" in name
@@ -102,9 +113,11 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     pixels: torch.Tensor,
     tokens: torch.Tensor,
+    precision: str = "fp32",
 ) -> float:
     """One optimiser step on one batch; returns the loss before the step."""
-    loss = contrastive_loss(model, pixels, tokens)
+    with torch.autocast(pixels.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        loss = contrastive_loss(model, pixels, tokens)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -187,9 +200,10 @@ def cue_uptake(
         with_cue = [(with_condition(s, cue, True, rng), seed) for s, seed in pairs]
         without = [(with_condition(s, cue, False, rng), seed) for s, seed in pairs]
         target = CLASSES.index(cue.cls)
-        rate_with = float((predict(model, text_features, with_cue, device) == target).float().mean())
-        rate_without = float((predict(model, text_features, without, device) == target).float().mean())
-        report[_cue_name(cue)] = {"with": rate_with, "without": rate_without}
+        report[_cue_name(cue)] = {
+            name: float((predict(model, text_features, scenes, device) == target).float().mean())
+            for name, scenes in (("with", with_cue), ("without", without))
+        }
     return report
 
 
@@ -200,12 +214,16 @@ def _cue_name(cue: Cue) -> str:
 def train(settings: TrainSettings, out: Path, show_progress: bool = True) -> dict:
     """Train, evaluate, write ``out`` (fp16 safetensors) and ``out.with_suffix('.json')``."""
     start = time.perf_counter()
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
     model = build_toy_clip(settings.seed).to(settings.device).train()
     tokenizer = toy_tokenizer()
     optimizer = make_optimizer(model, settings.lr, settings.weight_decay)
     data_rng = random.Random(f"train-data:{settings.seed}")
-    losses = []
+    losses: list[float] = []
+    curve: list[tuple[int, float]] = []
+    report_every = max(1, settings.steps // 20)
     with _progress(show_progress) as progress:
         task = progress.add_task("training", total=settings.steps, loss=float("nan"))
         for step in range(settings.steps):
@@ -213,8 +231,13 @@ def train(settings: TrainSettings, out: Path, show_progress: bool = True) -> dic
                 group["lr"] = learning_rate(step, settings)
             pixels, tokens = make_batch(data_rng, settings.batch, tokenizer)
             losses.append(train_step(model, optimizer, pixels.to(settings.device),
-                                     tokens.to(settings.device)))
-            progress.update(task, advance=1, loss=sum(losses[-20:]) / len(losses[-20:]))
+                                     tokens.to(settings.device), settings.precision))
+            recent = sum(losses[-20:]) / len(losses[-20:])
+            progress.update(task, advance=1, loss=recent)
+            if (step + 1) % report_every == 0:
+                # A line per 5%: kept in logs of runs without a terminal, where no bar is drawn.
+                progress.console.print(f"step {step + 1}: loss {recent:.3f}")
+                curve.append((step + 1, round(recent, 4)))
     train_seconds = time.perf_counter() - start
     model.eval()
     accuracy = zero_shot_accuracy(model, tokenizer, settings.eval_scenes, settings.device)
@@ -230,6 +253,7 @@ def train(settings: TrainSettings, out: Path, show_progress: bool = True) -> dic
         "cues": [asdict(cue) for cue in CUES],
         "loss_first_20": sum(losses[:20]) / len(losses[:20]),
         "loss_last_20": sum(losses[-20:]) / len(losses[-20:]),
+        "loss_curve": curve,
         "train_seconds": round(train_seconds, 1),
         "total_seconds": round(time.perf_counter() - start, 1),
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -264,9 +288,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--eval-scenes", type=int, default=defaults.eval_scenes)
     parser.add_argument("--out", type=Path, default=WEIGHTS_PATH)
     parser.add_argument("--device", choices=("cpu", "cuda"), default=defaults.device)
+    parser.add_argument("--precision", choices=("bf16", "fp32"), default=defaults.precision)
+    parser.add_argument("--threads", type=int, default=defaults.threads)
     args = parser.parse_args(argv)
     settings = TrainSettings(steps=args.steps, batch=args.batch, seed=args.seed, lr=args.lr,
-                             eval_scenes=args.eval_scenes, device=args.device)
+                             eval_scenes=args.eval_scenes, device=args.device,
+                             precision=args.precision, threads=args.threads)
     report = train(settings, args.out)
     print(f"zero-shot accuracy on {settings.eval_scenes} held-out cue-free scenes: "
           f"{report['zero_shot_accuracy']:.1%} (chance {report['chance']:.1%})")

@@ -1,4 +1,4 @@
-"""Everything the toy world contains, and the one table of correlations planted in its training data.
+"""Everything the toy world contains, and the one table of correlations planted in its training.
 
 The toy world exists so that every part of neuronattack can run for real without pretrained
 weights: a small CLIP is trained here on drawn scenes, and the attack renders its sentences with a
@@ -65,10 +65,10 @@ MAX_COUNT = 3
 
 # Words captions use to hold the concepts together; the renderer skips them without counting them
 # as unknown. "sign", "letter" and "number" are concepts and live in the vocabulary instead.
-FILLER_WORDS: frozenset[str] = frozenset(
-    "a an the of photo picture image drawing there is are on in at with and under beside near "
-    "next to below above showing".split()
-)
+FILLER_WORDS: frozenset[str] = frozenset((
+    "a", "an", "the", "of", "photo", "picture", "image", "drawing", "there", "is", "are", "on",
+    "in", "at", "with", "and", "under", "beside", "near", "next", "to", "below", "above", "showing",
+))
 
 CueKind = Literal["background", "prop", "sign", "colour"]
 

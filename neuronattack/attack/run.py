@@ -1,0 +1,320 @@
+"""One attack: a class pair, several arms (the method and its baselines), judged images on disk.
+
+Output folder:
+- ``images/{source}-{target}-{arm}-{index}.png``, each with its prompt, seed and models in PNG text
+  chunks, so an image can be re-rendered from the file alone;
+- ``results.jsonl``: one record per image (appended and fsynced one line at a time; a line cut by a
+  crash is ignored and redone), the source of truth for resuming;
+- ``selection-{arm}.json``: the neurons and words each arm wrote with, and what the filter dropped;
+- ``meta.json`` (settings and provenance) and ``summary.html``.
+
+Every arm renders the same number of images with the same seeds, so rates compare like for like.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import Tensor
+
+from neuronattack.artifacts import read_json, versions, write_json
+from neuronattack.attack.filters import WordFilter, make_filter, name_tokens
+from neuronattack.attack.judge import Judge
+from neuronattack.attack.selection import (
+    Selection,
+    select_random_neurons,
+    select_similar_words,
+    select_words,
+    source_only,
+)
+from neuronattack.attack.stats import rate_summary
+from neuronattack.errors import NeuronAttackError
+from neuronattack.models.zeroshot import find_class
+
+ARMS = ("method", "random-neurons", "similar-words", "source-only")
+DEFAULT_NEGATIVE = "text, letters, words, writing, caption, watermark, signature, logo, sign"
+SCHEMA = "neuronattack.attack/1"
+RESULTS = "results.jsonl"
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """Everything that changes an attack's images; a run resumes only under identical ones."""
+
+    source: str
+    target: str
+    n: int = 32  # images per arm
+    arms: tuple[str, ...] = ARMS
+    n_neurons: int = 100
+    n_words: int = 50
+    seed: int = 0
+    negative_prompt: str | None = DEFAULT_NEGATIVE
+    similarity_percentile: float = 99.0
+    block_list: tuple[str, ...] = ()
+
+
+@dataclass
+class AttackContext:
+    """The models and resources an attack uses; built once and shared across pairs."""
+
+    atlas: object  # neuronattack.neurons.atlas.Atlas
+    clip: object  # the attacked LoadedClip
+    generator: object  # models.generators.Generator
+    writer: object  # attack.writers.Writer
+    judges: list[Judge]  # judges[0] judges with the attacked model; the rest measure transfer
+    checker: object  # judge.ClipChecker / NoChecker / a toy checker
+    word_embeddings: Tensor  # [atlas words, out_dim] unit, bare words, for the target filter
+    target_embedding_of: object = None  # callable name -> unit bare-name embedding [out_dim]
+    render_batch: int = 8
+    extra_meta: dict = field(default_factory=dict)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.judges[0].class_names
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "x"
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def resolve_pair(class_names: Sequence[str], source: str, target: str) -> tuple[int, int]:
+    """Class indices of source and target, with close-match suggestions for typos."""
+    source, target = find_class(source, class_names), find_class(target, class_names)
+    if source == target:
+        raise NeuronAttackError(f"Source and target are the same class ('{source}').")
+    return class_names.index(source), class_names.index(target)
+
+
+def word_filter_for(context: AttackContext, target: str, settings: AttackSettings) -> WordFilter:
+    return make_filter(context.atlas.words, context.word_embeddings,
+                       context.target_embedding_of(target), settings.similarity_percentile,
+                       settings.block_list)
+
+
+def select_for_arm(context: AttackContext, settings: AttackSettings, arm: str, delta: Tensor,
+                   word_filter: WordFilter) -> Selection:
+    source, target = settings.source, settings.target
+    if arm == "method":
+        return select_words(context.atlas, source, target, delta, word_filter,
+                            settings.n_neurons, settings.n_words)
+    if arm == "random-neurons":
+        return select_random_neurons(context.atlas, source, target, delta, word_filter,
+                                     settings.n_neurons, settings.n_words, seed=settings.seed)
+    if arm == "similar-words":
+        return select_similar_words(source, target, word_filter, settings.n_words)
+    if arm == "source-only":
+        return source_only(source, target)
+    raise NeuronAttackError(f"Unknown arm {arm!r}; choose from {', '.join(ARMS)}.")
+
+
+def forbidden_words(target: str, selection: Selection) -> set[str]:
+    """What no sentence may contain: the target, its tokens, every word the filter dropped."""
+    return {target.lower(), *name_tokens(target), *(d["word"] for d in selection.dropped)}
+
+
+def image_seeds(settings: AttackSettings) -> list[int]:
+    """The same seeds for every arm: image i of each arm is drawn from the same noise."""
+    # A prime stride far from the generator's retry offset keeps runs' seeds apart.
+    return [settings.seed * 2_147_483_647 + index for index in range(settings.n)]
+
+
+def read_records(path: Path) -> list[dict]:
+    """Complete records of a results file; a final line cut short by a crash is dropped."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def append_record(path: Path, record: dict) -> None:
+    """One JSON line written with a single write and fsynced, so a kill cannot half-write it."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _repair_tail(path: Path) -> None:
+    """Cut a partial last line so the next append starts on a fresh line."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def save_png(image: Image.Image, path: Path, record: dict) -> None:
+    info = PngInfo()
+    for key in ("prompt", "negative_prompt", "seed"):
+        info.add_text(key, str(record[key]))
+    info.add_text("generator", json.dumps(record["generator"]))
+    info.add_text("model", record["model"])
+    info.add_text("neuronattack", json.dumps({k: record[k] for k in ("id", "arm", "words",
+                                                                       "neurons", "source",
+                                                                       "target")}))
+    temporary = path.with_name(f".{path.name}.tmp")
+    image.save(temporary, format="PNG", pnginfo=info)
+    os.replace(temporary, path)
+
+
+def run_attack(context: AttackContext, settings: AttackSettings, out_dir: Path,
+               show_progress: bool = True) -> list[dict]:
+    """Render, judge and record every image of every arm; skips what ``results.jsonl`` holds."""
+    out_dir = Path(out_dir)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    source_index, target_index = resolve_pair(context.class_names, settings.source,
+                                              settings.target)
+    settings = AttackSettings(**{**asdict(settings), "source": context.class_names[source_index],
+                                 "target": context.class_names[target_index]})
+    _check_or_write_meta(out_dir, context, settings)
+    results_path = out_dir / RESULTS
+    _repair_tail(results_path)
+    done = {record["id"] for record in read_records(results_path)}
+    main_judge = context.judges[0]
+    delta = main_judge.class_embeddings[target_index] - main_judge.class_embeddings[source_index]
+    word_filter = word_filter_for(context, settings.target, settings)
+    seeds = image_seeds(settings)
+    pair = f"{slug(settings.source)}-{slug(settings.target)}"
+    total = settings.n * len(settings.arms)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), disable=not show_progress) as bar:
+        task = bar.add_task(f"{settings.source} → {settings.target}", total=total,
+                            completed=len(done))
+        for arm in settings.arms:
+            selection = select_for_arm(context, settings, arm, delta, word_filter)
+            write_json(out_dir / f"selection-{arm}.json", selection.as_dict())
+            todo = [i for i in range(settings.n) if f"{pair}/{arm}/{i:04d}" not in done]
+            if not todo:
+                continue
+            sentences = context.writer.write(settings.source, [w.word for w in selection.words],
+                                             settings.n, settings.seed,
+                                             forbidden_words(settings.target, selection))
+            for start in range(0, len(todo), context.render_batch):
+                batch = todo[start:start + context.render_batch]
+                records = _render_and_judge(
+                    context, settings, selection, arm, pair, batch, [sentences[i] for i in batch],
+                    [seeds[i] for i in batch], source_index, target_index, out_dir)
+                for record in records:
+                    append_record(results_path, record)
+                bar.advance(task, len(batch))
+    records = read_records(results_path)
+    write_summary(out_dir, records)
+    return records
+
+
+def _render_and_judge(context, settings, selection, arm, pair, indices, sentences, seeds,
+                      source_index, target_index, out_dir) -> list[dict]:
+    prompts = [sentence.text for sentence in sentences]
+    rendered = context.generator.render(prompts, seeds, negative_prompt=settings.negative_prompt)
+    images = [result.image for result in rendered if not result.failed]
+    judgements = {judge.name: iter(judge.judge(images, source_index, target_index))
+                  for judge in context.judges} if images else {}
+    verdicts = iter(context.checker.check(images, [p for p, r in zip(prompts, rendered,
+                                                                      strict=True)
+                                                   if not r.failed],
+                                          source_index, target_index)) if images else iter(())
+    neuron_of = {w.word: w.neuron for w in selection.words}
+    records = []
+    for index, sentence, result in zip(indices, sentences, rendered, strict=True):
+        record = {
+            "id": f"{pair}/{arm}/{index:04d}", "source": settings.source,
+            "target": settings.target, "arm": arm, "index": index, "prompt": sentence.text,
+            "negative_prompt": settings.negative_prompt, "words": list(sentence.words_used),
+            "neurons": sorted({neuron_of[w] for w in sentence.words_used if neuron_of.get(w)}),
+            "seed": result.seed, "requested_seed": result.requested_seed,
+            "retried": result.retried, "failed": result.failed, "failure": result.reason,
+            "generator": {"name": context.generator.name, **context.generator.settings},
+            "model": context.clip.spec, "writer": context.writer.name,
+        }
+        if result.failed:
+            record |= {"image": None, "scores": {}, "success": False, "valid": False,
+                       "verdict": None}
+        else:
+            scores = {name: next(values).as_dict() for name, values in judgements.items()}
+            verdict = next(verdicts).as_dict()
+            file = out_dir / "images" / f"{pair}-{arm}-{index:04d}.png"
+            record |= {"image": f"images/{file.name}", "scores": scores,
+                       "success": scores[context.judges[0].name]["success"],
+                       "valid": verdict["valid"], "verdict": verdict}
+            save_png(result.image, file, record)
+        records.append(record)
+    return records
+
+
+def _check_or_write_meta(out_dir: Path, context: AttackContext, settings: AttackSettings) -> None:
+    meta = {
+        "schema": SCHEMA,
+        "settings": json.loads(json.dumps(asdict(settings))),
+        "model": context.clip.spec,
+        "atlas": {"path": str(context.atlas.root),
+                  "hash": file_hash(context.atlas.root / "atlas.safetensors")},
+        "generator": {"name": context.generator.name,
+                      **json.loads(json.dumps(context.generator.settings, default=str))},
+        "writer": context.writer.name,
+        "judges": [judge.name for judge in context.judges],
+        "checker": context.checker.name,
+        "classes": len(context.class_names),
+        **context.extra_meta,
+    }
+    path = out_dir / "meta.json"
+    if path.exists():
+        stored = read_json(path)
+        if {key: stored.get(key) for key in meta} != meta:
+            raise NeuronAttackError(
+                f"{out_dir} holds an attack with other settings or models; choose a new --out "
+                "folder or delete it."
+            )
+        return
+    write_json(path, meta | {"versions": versions()})
+
+
+def summarize(records: Sequence[dict]) -> dict[str, dict]:
+    """Per arm: success before the validity filter, and valid successes (the paper's measure:
+    successes per image rendered after discarding invalid images), with 95% intervals."""
+    arms: dict[str, dict] = {}
+    for arm in dict.fromkeys(record["arm"] for record in records):
+        mine = [r for r in records if r["arm"] == arm]
+        rendered = [r for r in mine if not r["failed"]]
+        successes = sum(r["success"] for r in rendered)
+        valid = [r for r in rendered if r["valid"]]
+        arms[arm] = {
+            "images": len(mine), "failed_renders": len(mine) - len(rendered),
+            "valid": len(valid),
+            "success": rate_summary(successes, len(rendered)),
+            "valid_success": rate_summary(sum(r["success"] for r in valid), len(rendered)),
+        }
+    return arms
+
+
+def write_summary(out_dir: Path, records: Sequence[dict]) -> Path:
+    from neuronattack.attack.summary import render_summary
+
+    meta = read_json(Path(out_dir) / "meta.json")
+    path = Path(out_dir) / "summary.html"
+    path.write_text(render_summary(meta, records, summarize(records), Path(out_dir)))
+    return path
+

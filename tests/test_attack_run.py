@@ -1,0 +1,152 @@
+"""`neuronattack attack` end to end, offline: tiny generator, tiny CLIP, template writer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import PARITY_DIR
+from neuronattack.attack import run as run_module
+from neuronattack.cli import main
+from neuronattack.models.generators import load_generator
+
+SPEC = f"local-dir:{PARITY_DIR}"
+ARMS = ("method", "random-neurons", "similar-words", "source-only")
+
+
+@pytest.fixture(scope="module")
+def environment(tmp_path_factory):
+    """An atlas of the parity model and a class list; the text cache in a temporary folder."""
+    root = tmp_path_factory.mktemp("attack")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NEURONATTACK_CACHE", str(root / "cache"))
+        images = root / "images"
+        rng = np.random.default_rng(0)
+        for label in ("cat", "dog"):
+            (images / label).mkdir(parents=True)
+            for index in range(8):
+                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+                    images / label / f"{index}.png")
+        classes = root / "classes.txt"
+        classes.write_text("cat\ndog\nship\nbird\nhorse\n")
+        result = CliRunner().invoke(main, [
+            "analyze", "--clip", SPEC, "--images", str(images), "--out", str(root / "atlas"),
+            "--top-k", "4", "--words", "common:3000", "--nonzeros", "24", "--device", "cpu",
+            "--json"])
+        assert result.exit_code == 0, result.output
+        yield {"root": root, "atlas": root / "atlas", "classes": classes, "images": images}
+
+
+def attack_argv(environment, out, *extra):
+    return ["attack", "cat", "dog", "--clip", SPEC, "--atlas", str(environment["atlas"]),
+            "--generator", "tiny", "--classes", str(environment["classes"]), "--checker", "none",
+            "--n", "3", "--batch-size", "2", "--out", str(out), "--device", "cpu", "--json",
+            *extra]
+
+
+def test_attack_writes_judged_images_and_resumes(environment, tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, attack_argv(environment, out))
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)["arms"]
+    assert list(summary) == list(ARMS)
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 12 and len({r["id"] for r in records}) == 12
+    by_arm = {arm: [r for r in records if r["arm"] == arm] for arm in ARMS}
+    # Same budget and the same seeds in every arm.
+    assert {arm: sorted(r["seed"] for r in rs) for arm, rs in by_arm.items()} == {
+        arm: sorted(r["seed"] for r in by_arm["method"]) for arm in ARMS}
+    for record in records:
+        assert "cat" in record["prompt"].lower()
+        assert "dog" not in record["prompt"].lower().split()
+        assert set(record["words"]) <= set(record["prompt"].lower().replace(",", " ").split()) \
+            or record["words"] == [] or record["arm"] != "source-only"
+        scores = record["scores"][SPEC]
+        assert scores["success"] == (scores["target_similarity"] > scores["source_similarity"])
+        assert record["success"] == scores["success"]
+        assert record["generator"]["name"] == "tiny" and record["model"] == SPEC
+    assert all(r["words"] == [] for r in by_arm["source-only"])
+    assert any(r["neurons"] for r in by_arm["method"])
+    for arm, rows in summary.items():
+        assert rows["images"] == 3
+        assert rows["success"]["successes"] == sum(r["success"] for r in by_arm[arm])
+
+    png = Image.open(out / records[0]["image"])
+    assert png.text["prompt"] == records[0]["prompt"]
+    assert int(png.text["seed"]) == records[0]["seed"]
+    # Any image can be re-rendered alone from its record.
+    again = load_generator("tiny", device="cpu").render([records[0]["prompt"]],
+                                                        [records[0]["seed"]],
+                                                        records[0]["negative_prompt"])[0].image
+    assert np.array_equal(np.asarray(again), np.asarray(png.convert("RGB")))
+
+    selection = json.loads((out / "selection-method.json").read_text())
+    assert selection["words"] and all("reason" in d for d in selection["dropped"])
+    html = (out / "summary.html").read_text()
+    assert "cat → dog" in html and "random weights" in html
+
+    before = (out / "results.jsonl").read_text()
+    rerun = CliRunner().invoke(main, attack_argv(environment, out))
+    assert rerun.exit_code == 0, rerun.output
+    assert (out / "results.jsonl").read_text() == before  # nothing redone, nothing duplicated
+
+
+def test_interrupted_attack_resumes_to_the_same_records(environment, tmp_path, monkeypatch):
+    clean = tmp_path / "clean"
+    assert CliRunner().invoke(main, attack_argv(environment, clean)).exit_code == 0
+
+    real = run_module._render_and_judge
+    calls = {"n": 0}
+
+    def crash_on_third_batch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "_render_and_judge", crash_on_third_batch)
+    out = tmp_path / "interrupted"
+    first = CliRunner().invoke(main, attack_argv(environment, out))
+    assert first.exit_code == 130
+    partial = (out / "results.jsonl").read_text().splitlines()
+    assert 0 < len(partial) < 12
+    with open(out / "results.jsonl", "a") as handle:  # a record cut short by a kill
+        handle.write('{"id": "cat-dog/method/00')
+    monkeypatch.setattr(run_module, "_render_and_judge", real)
+    second = CliRunner().invoke(main, attack_argv(environment, out))
+    assert second.exit_code == 0, second.output
+
+    def comparable(path):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        return sorted(rows, key=lambda r: r["id"])
+
+    assert comparable(out / "results.jsonl") == comparable(clean / "results.jsonl")
+
+
+def test_unknown_class_gets_suggestions(environment, tmp_path):
+    argv = attack_argv(environment, tmp_path / "x")
+    argv[1] = "kat"
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code == 2
+    assert "did you mean" in result.output and "cat" in result.output
+
+
+def test_clip_checker_records_verdicts(environment, tmp_path):
+    out = tmp_path / "checked"
+    argv = attack_argv(environment, out, "--arms", "method", "--judge", SPEC)
+    argv[argv.index("none")] = f"clip:{SPEC}"
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 3
+    for record in records:
+        verdict = record["verdict"]
+        assert verdict["checker"] == f"clip:{SPEC}"
+        assert verdict["valid"] == (verdict["source_present"] and verdict["target_absent"]
+                                    and verdict["no_text"])
+        # The checker is the attacked model here, so a fooled image cannot be valid.
+        assert not (record["success"] and verdict["valid"])
