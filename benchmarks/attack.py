@@ -99,9 +99,9 @@ def main() -> None:
 
     images = len(records)
     totals["selection, files, bookkeeping"] = wall - sum(totals.values())
+    model = Path(args.clip).name if "local-dir" in args.clip else args.clip
     print(f"attack cat → dog, {images} images ({args.n} per arm, 4 arms), generator "
-          f"{args.generator}, CLIP {Path(args.clip).name if 'local-dir' in args.clip else args.clip}"
-          f", {args.device}")
+          f"{args.generator}, CLIP {model}, {args.device}")
     print(f"{'stage':<32}{'seconds':>10}{'ms/image':>10}{'share':>8}")
     for stage, seconds in sorted(totals.items(), key=lambda item: -item[1]):
         print(f"{stage:<32}{seconds:>10.3f}{1000 * seconds / images:>10.1f}"

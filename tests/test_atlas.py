@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import PARITY_DIR
 from PIL import Image
 
-from conftest import PARITY_DIR
 from neuronattack.cli import main
 from neuronattack.neurons.atlas import Atlas, parse_neuron
 from neuronattack.neurons.omp import omp

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import PARITY_DIR
 from PIL import Image
 
-from conftest import PARITY_DIR
 from neuronattack.attack import run as run_module
 from neuronattack.cli import main
 from neuronattack.models.generators import load_generator

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-
 from conftest import random_images
+
 from neuronattack.lens import second_order, trace
 from neuronattack.neurons.verify import correct_counts, replaced_embeddings, replacement
 

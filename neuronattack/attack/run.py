@@ -19,6 +19,7 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from PIL import Image
@@ -82,6 +83,11 @@ class AttackContext:
     def class_names(self) -> list[str]:
         return self.judges[0].class_names
 
+    @cached_property
+    def atlas_hash(self) -> str:
+        """Content hash of the atlas' word decompositions: which atlas made an image."""
+        return file_hash(self.atlas.root / "atlas.safetensors")
+
 
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "x"
@@ -130,6 +136,11 @@ def forbidden_words(target: str, selection: Selection) -> set[str]:
     return {target.lower(), *name_tokens(target), *(d["word"] for d in selection.dropped)}
 
 
+def record_id(pair: str, seed: int, arm: str, index: int) -> str:
+    """Unique across pairs, run seeds, arms and images, so shards merge without collisions."""
+    return f"{pair}/s{seed}/{arm}/{index:04d}"
+
+
 def image_seeds(settings: AttackSettings) -> list[int]:
     """The same seeds for every arm: image i of each arm is drawn from the same noise."""
     # A prime stride far from the generator's retry offset keeps runs' seeds apart.
@@ -172,9 +183,8 @@ def save_png(image: Image.Image, path: Path, record: dict) -> None:
         info.add_text(key, str(record[key]))
     info.add_text("generator", json.dumps(record["generator"]))
     info.add_text("model", record["model"])
-    info.add_text("neuronattack", json.dumps({k: record[k] for k in ("id", "arm", "words",
-                                                                       "neurons", "source",
-                                                                       "target")}))
+    info.add_text("neuronattack", json.dumps({k: record[k] for k in (
+        "id", "arm", "words", "neurons", "source", "target", "atlas", "run_seed")}))
     temporary = path.with_name(f".{path.name}.tmp")
     image.save(temporary, format="PNG", pnginfo=info)
     os.replace(temporary, path)
@@ -207,7 +217,8 @@ def run_attack(context: AttackContext, settings: AttackSettings, out_dir: Path,
         for arm in settings.arms:
             selection = select_for_arm(context, settings, arm, delta, word_filter)
             write_json(out_dir / f"selection-{arm}.json", selection.as_dict())
-            todo = [i for i in range(settings.n) if f"{pair}/{arm}/{i:04d}" not in done]
+            todo = [i for i in range(settings.n)
+                    if record_id(pair, settings.seed, arm, i) not in done]
             if not todo:
                 continue
             sentences = context.writer.write(settings.source, [w.word for w in selection.words],
@@ -241,14 +252,15 @@ def _render_and_judge(context, settings, selection, arm, pair, indices, sentence
     records = []
     for index, sentence, result in zip(indices, sentences, rendered, strict=True):
         record = {
-            "id": f"{pair}/{arm}/{index:04d}", "source": settings.source,
+            "id": record_id(pair, settings.seed, arm, index), "source": settings.source,
             "target": settings.target, "arm": arm, "index": index, "prompt": sentence.text,
             "negative_prompt": settings.negative_prompt, "words": list(sentence.words_used),
             "neurons": sorted({neuron_of[w] for w in sentence.words_used if neuron_of.get(w)}),
             "seed": result.seed, "requested_seed": result.requested_seed,
             "retried": result.retried, "failed": result.failed, "failure": result.reason,
             "generator": {"name": context.generator.name, **context.generator.settings},
-            "model": context.clip.spec, "writer": context.writer.name,
+            "model": context.clip.spec, "atlas": context.atlas_hash, "writer": context.writer.name,
+            "run_seed": settings.seed,
         }
         if result.failed:
             record |= {"image": None, "scores": {}, "success": False, "valid": False,
@@ -256,7 +268,7 @@ def _render_and_judge(context, settings, selection, arm, pair, indices, sentence
         else:
             scores = {name: next(values).as_dict() for name, values in judgements.items()}
             verdict = next(verdicts).as_dict()
-            file = out_dir / "images" / f"{pair}-{arm}-{index:04d}.png"
+            file = out_dir / "images" / f"{pair}-s{settings.seed}-{arm}-{index:04d}.png"
             record |= {"image": f"images/{file.name}", "scores": scores,
                        "success": scores[context.judges[0].name]["success"],
                        "valid": verdict["valid"], "verdict": verdict}
@@ -270,8 +282,7 @@ def _check_or_write_meta(out_dir: Path, context: AttackContext, settings: Attack
         "schema": SCHEMA,
         "settings": json.loads(json.dumps(asdict(settings))),
         "model": context.clip.spec,
-        "atlas": {"path": str(context.atlas.root),
-                  "hash": file_hash(context.atlas.root / "atlas.safetensors")},
+        "atlas": {"path": str(context.atlas.root), "hash": context.atlas_hash},
         "generator": {"name": context.generator.name,
                       **json.loads(json.dumps(context.generator.settings, default=str))},
         "writer": context.writer.name,

@@ -145,100 +145,117 @@ def analyze(
     target = pick_device(device)
     dtype = check_precision(settings.precision, target)
     visual = visual.to(target)
-    bases = {layer: effect_basis(visual, layer, convention=settings.convention)
-             for layer in settings.layers}
-    fitters = {layer: RankOneFitter(basis, settings.top_k) for layer, basis in bases.items()}
-    # The bases above stay float32; only the traced pass runs in half precision.
+    state = _StreamingState(visual, settings, out_dir / CHECKPOINT)
+    # The bases stay float32; only the traced pass runs in half precision.
     run_visual = visual if dtype == torch.float32 else copy.deepcopy(visual).to(dtype)
-    progress = {"pass": 0, "next_index": 0, "norm_sum": 0.0, "skipped": []}
-    checkpoint_path = out_dir / CHECKPOINT
-    if checkpoint_path.exists():
-        progress = _load_checkpoint(checkpoint_path, fitters)
     meta = {**identity, "status": "running", "image_root": str(image_set.root),
             "image_set_description": image_set.describe(), "versions": versions()}
     write_json(meta_path, meta)
     # top_images are indices into this list; it lets `neurons show` find the files later.
     write_json(out_dir / IMAGES, {"root": str(image_set.root), "paths": list(image_set.paths)})
 
-    def save_checkpoint() -> None:
-        tensors = {f"{layer}.{name}": tensor for layer, fitter in fitters.items()
-                   for name, tensor in fitter.state_dict().items()}
-        save_tensors(checkpoint_path, tensors, {"progress": json.dumps(progress)})
-
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("images"), TimeRemainingColumn())
-    consistent = True
     with Progress(*columns, console=Console(stderr=True), disable=not show_progress) as bar:
         try:
-            for pass_index in range(progress["pass"], len(PASSES)):
+            for pass_index in range(state.progress["pass"], len(PASSES)):
                 task = bar.add_task(f"pass {pass_index + 1}/2 ({PASSES[pass_index]})",
-                                    total=len(image_set), completed=progress["next_index"])
+                                    total=len(image_set), completed=state.progress["next_index"])
                 batches = iter_batches(image_set, clip.preprocess, batch_size,
-                                       start=progress["next_index"], num_workers=num_workers)
+                                       start=state.progress["next_index"],
+                                       num_workers=num_workers)
                 last_save = time.monotonic()
                 for batch in batches:
                     with torch.no_grad():
                         record = trace(run_visual, batch.pixels.to(target, dtype),
                                        mlp_layers=settings.layers).to(torch.float32)
-                        coords = {layer: effect_coords(record, basis)
-                                  for layer, basis in bases.items()}
-                    consistent = False  # an interruption now would leave a half-added batch
-                    for layer, fitter in fitters.items():
-                        if pass_index == 0:
-                            fitter.add_to_mean(*coords[layer])
-                        else:
-                            fitter.add_to_top_k(*coords[layer], batch.indices)
-                    if pass_index == 0:
-                        progress["norm_sum"] += float(record.embedding.norm(dim=-1).sum())
-                        _note_skipped(progress, batches.skipped)
-                    progress["next_index"] = int(batch.indices[-1]) + 1
-                    consistent = True
-                    bar.update(task, completed=progress["next_index"])
+                    state.add(pass_index, record, batch.indices, batches.skipped)
+                    bar.update(task, completed=state.progress["next_index"])
                     if time.monotonic() - last_save > checkpoint_seconds:
-                        save_checkpoint()
+                        state.save()
                         last_save = time.monotonic()
-                if pass_index == 0:
-                    _note_skipped(progress, batches.skipped)
+                state.finish_pass(pass_index, batches.skipped)
                 bar.update(task, completed=len(image_set))
-                progress["pass"], progress["next_index"] = pass_index + 1, 0
-                save_checkpoint()
         except BaseException:
-            if consistent:  # otherwise the last periodic checkpoint stands
-                save_checkpoint()
+            if state.consistent:  # otherwise the last periodic checkpoint stands
+                state.save()
             raise
 
-    if fitters[settings.layers[0]].count == 0:
-        checkpoint_path.unlink(missing_ok=True)
+    images_used = state.images_used()
+    if images_used == 0:
+        (out_dir / CHECKPOINT).unlink(missing_ok=True)
         raise NeuronAttackError(f"None of the {len(image_set)} images under {image_set.root} "
                                 "could be read.")
-    directions = {layer: fitter.result() for layer, fitter in fitters.items()}
-    mean_norm = progress["norm_sum"] / fitters[settings.layers[0]].count
+    directions = {layer: fitter.result() for layer, fitter in state.fitters.items()}
+    mean_norm = state.progress["norm_sum"] / images_used
     save_directions(out_dir / DIRECTIONS, directions)
     meta |= {
         "status": "complete",
-        "images_used": fitters[settings.layers[0]].count,
-        "images_skipped": progress["skipped"],
+        "images_used": images_used,
+        "images_skipped": state.progress["skipped"],
         "mean_embedding_norm": mean_norm,
         "summary": summarize(directions, mean_norm),
     }
     write_json(meta_path, meta)
-    checkpoint_path.unlink(missing_ok=True)
+    (out_dir / CHECKPOINT).unlink(missing_ok=True)
     return Analysis(out_dir, meta, directions)
 
 
-def _note_skipped(progress: dict, skipped: tuple[str, ...]) -> None:
-    """Unreadable files, kept across resumed runs without counting one twice."""
-    progress["skipped"] = sorted(set(progress["skipped"]) | set(skipped))
+class _StreamingState:
+    """The fitters of every analysed block plus the run's progress, saved and restored together.
 
+    ``consistent`` is False while a batch is half-added: a checkpoint taken then would count that
+    batch twice on resume, so an interruption at that moment keeps the previous checkpoint.
+    """
 
-def _load_checkpoint(path: Path, fitters: dict[int, RankOneFitter]) -> dict:
-    tensors, metadata = load_tensors(path, with_metadata=True)
-    progress = json.loads(metadata["progress"])
-    for layer, fitter in fitters.items():
-        prefix = f"{layer}."
-        fitter.load_state_dict({name[len(prefix):]: tensor for name, tensor in tensors.items()
-                                if name.startswith(prefix)})
-    return progress
+    def __init__(self, visual: torch.nn.Module, settings: AnalysisSettings, path: Path):
+        self.path = path
+        self.bases = {layer: effect_basis(visual, layer, convention=settings.convention)
+                      for layer in settings.layers}
+        self.fitters = {layer: RankOneFitter(basis, settings.top_k)
+                        for layer, basis in self.bases.items()}
+        self.progress = {"pass": 0, "next_index": 0, "norm_sum": 0.0, "skipped": []}
+        self.consistent = True
+        if path.exists():
+            tensors, metadata = load_tensors(path, with_metadata=True)
+            self.progress = json.loads(metadata["progress"])
+            for layer, fitter in self.fitters.items():
+                prefix = f"{layer}."
+                fitter.load_state_dict({name[len(prefix):]: tensor
+                                        for name, tensor in tensors.items()
+                                        if name.startswith(prefix)})
+
+    def add(self, pass_index: int, record, indices: torch.Tensor, skipped: tuple[str, ...]) -> None:
+        coords = {layer: effect_coords(record, basis) for layer, basis in self.bases.items()}
+        self.consistent = False
+        for layer, fitter in self.fitters.items():
+            if pass_index == 0:
+                fitter.add_to_mean(*coords[layer])
+            else:
+                fitter.add_to_top_k(*coords[layer], indices)
+        if pass_index == 0:
+            self.progress["norm_sum"] += float(record.embedding.norm(dim=-1).sum())
+            self._note_skipped(skipped)
+        self.progress["next_index"] = int(indices[-1]) + 1
+        self.consistent = True
+
+    def finish_pass(self, pass_index: int, skipped: tuple[str, ...]) -> None:
+        if pass_index == 0:
+            self._note_skipped(skipped)
+        self.progress["pass"], self.progress["next_index"] = pass_index + 1, 0
+        self.save()
+
+    def images_used(self) -> int:
+        return next(iter(self.fitters.values())).count
+
+    def save(self) -> None:
+        tensors = {f"{layer}.{name}": tensor for layer, fitter in self.fitters.items()
+                   for name, tensor in fitter.state_dict().items()}
+        save_tensors(self.path, tensors, {"progress": json.dumps(self.progress)})
+
+    def _note_skipped(self, skipped: tuple[str, ...]) -> None:
+        """Unreadable files, kept across resumed runs without counting one twice."""
+        self.progress["skipped"] = sorted(set(self.progress["skipped"]) | set(skipped))
 
 
 def summarize(directions: dict[int, RankOneDirections], mean_norm: float,
