@@ -444,3 +444,50 @@ def print_arm_table(summary: dict, title: str) -> None:
                       f"{pct(success['ci95'][0])}–{pct(success['ci95'][1])}", str(row["valid"]),
                       pct(valid["rate"]), f"{pct(valid['ci95'][0])}–{pct(valid['ci95'][1])}")
     Console().print(table)
+
+
+@main.command("export")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--format", "format_", type=click.Choice(["imagefolder", "webdataset"]),
+              default="imagefolder", show_default=True,
+              help="imagefolder (loads with datasets.load_dataset) or webdataset (tar shards).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Dataset folder [default: RUN/export-FORMAT].")
+@click.option("--split-by", type=click.Choice(["outcome", "pair"]), default="outcome",
+              show_default=True,
+              help="Splits by outcome (fooled/valid) or by class pair; the other is a column.")
+@click.option("--shard-size", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="webdataset: samples per tar shard.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty --out folder.")
+@json_option
+def export_command(run_dir, format_, out_dir, split_by, shard_size, overwrite, as_json) -> None:
+    """Publish an attack or campaign folder as a test set with full provenance.
+
+    Every image keeps its generation fields (prompt, negative prompt, seed, steps, guidance, size,
+    model, revision) and ours (CLIP, atlas hash, words, neurons, judge scores, validity verdict);
+    classes.json maps labels to names and WordNet ids; README.md is the dataset card.
+    """
+    from neuronattack.campaign.export import export_run
+
+    out_dir = out_dir or run_dir / f"export-{format_}"
+    result = export_run(run_dir, out_dir, format_, split_by, shard_size, overwrite)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    for split, count in result.splits.items():
+        console.print(f"{split}: {count:,} images")
+    console.print(f"wrote {out_dir} ({result.failed:,} failed renders left out)")
+
+
+@main.command("report")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="[default: RUN/report.html]")
+@click.option("--per-pair", type=click.IntRange(min=0), default=12, show_default=True,
+              help="Images per gallery (fooled, not fooled) for each pair.")
+def report_command(run_dir, out_path, per_pair) -> None:
+    """One static HTML page for an attack or campaign: rates with confidence intervals per pair
+    and arm, galleries with sentences, neurons and words, and the transfer matrix."""
+    from neuronattack.campaign.report import write_report
+
+    console.print(f"wrote {write_report(run_dir, out_path, per_pair)}")

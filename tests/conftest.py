@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import huggingface_hub.constants
 import numpy as np
 import open_clip
 import pytest
@@ -39,6 +40,21 @@ def build_tiny_clip(
             elif "ln_" in name or name.endswith("gamma"):
                 parameter.copy_(1 + noise)
     return model
+
+
+@pytest.fixture
+def offline_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An empty Hugging Face cache with the hub switched off, as on a machine with no network.
+
+    huggingface_hub reads HF_HUB_OFFLINE and the cache path at import, so its constants are
+    patched too.
+    """
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    return cache
 
 
 @pytest.fixture(scope="session")

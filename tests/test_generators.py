@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import huggingface_hub.constants
 import numpy as np
 import open_clip
 import pytest
@@ -52,20 +51,6 @@ def saved_tiny(tmp_path_factory: pytest.TempPathFactory, tiny: DiffusersGenerato
     tiny.pipeline.save_pretrained(folder)
     return folder
 
-
-@pytest.fixture
-def offline_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """An empty Hugging Face cache with the hub switched off, as on a machine with no network.
-
-    huggingface_hub reads HF_HUB_OFFLINE and the cache path at import, so its constants are
-    patched too.
-    """
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
-    return cache
 
 
 def cache_pipeline(cache: Path, repo_id: str, tiny: DiffusersGenerator) -> Path:

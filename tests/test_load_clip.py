@@ -9,7 +9,6 @@ import shutil
 import time
 from pathlib import Path
 
-import huggingface_hub.constants
 import open_clip
 import open_clip.pretrained
 import pytest
@@ -45,20 +44,6 @@ def tiny_archs(tmp_path_factory: pytest.TempPathFactory) -> None:
     (folder / f"{TINY_RESNET}.json").write_text(json.dumps(TINY_RESNET_CONFIG))
     open_clip.add_model_config(folder)
 
-
-@pytest.fixture
-def offline_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """An empty Hugging Face cache with the hub switched off, as on a machine with no network.
-
-    huggingface_hub reads HF_HUB_OFFLINE and the cache path at import, so its constants are
-    patched too.
-    """
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
-    return cache
 
 
 def put_in_hub_cache(cache: Path, repo_id: str, files: dict[str, Path]) -> None:

@@ -12,7 +12,6 @@ import shutil
 import time
 from pathlib import Path
 
-import huggingface_hub.constants
 import pytest
 
 from neuronattack.attack.writers import (
@@ -405,16 +404,6 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     GPT2LMHeadModel(config).save_pretrained(folder)
     return folder
 
-
-@pytest.fixture
-def offline_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """An empty Hugging Face cache with the hub switched off (constants are read at import)."""
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
-    return cache
 
 
 def test_hf_writer_generates_deterministically_without_touching_the_global_rng(tiny_lm):
