@@ -329,3 +329,11 @@ def test_long_spec_slugs_stay_short_and_distinct() -> None:
     assert a != b
     assert len(a) <= 80 and len(b) <= 80
     assert a.startswith("ViT-B-32_xxx")
+
+
+def test_top_level_load_clip_is_the_factory() -> None:
+    import neuronattack
+
+    assert neuronattack.load_clip is load_clip
+    with pytest.raises(AttributeError):
+        neuronattack.no_such_thing  # noqa: B018

@@ -10,7 +10,12 @@ from neuronattack.attack.judge import TEXT_PROMPTS, ClipChecker, Judge, NoChecke
 from neuronattack.attack.run import AttackContext
 from neuronattack.errors import NeuronAttackError
 from neuronattack.models.clip import LoadedClip, load_clip
-from neuronattack.models.zeroshot import IMAGENET_NAMES, class_embeddings, text_embedding
+from neuronattack.models.zeroshot import (
+    IMAGENET_NAMES,
+    OPENAI_TEMPLATES,
+    class_embeddings,
+    text_embedding,
+)
 from neuronattack.neurons.text_dictionary import cached_encodings, default_cache_dir
 from neuronattack.neurons.vocabulary import Vocabulary, read_word_list
 
@@ -45,9 +50,22 @@ def default_checker(clip_spec: str) -> str:
     return "clip:ViT-B-16:openai" if clip_spec.startswith("ViT-L-14") else "clip:ViT-L-14:openai"
 
 
+def judge_templates(clip: LoadedClip) -> tuple:
+    """OpenAI's 80 templates, except for the toy CLIP, which only knows its world's words."""
+    if clip.spec == "toy" or clip.spec.startswith("toy:"):
+        from neuronattack.toy.train import ZERO_SHOT_TEMPLATES
+
+        def with_article(name: str) -> str:  # the toy captions always say "a cat", "an apple"
+            return ("an " if name[:1] in "aeiou" else "a ") + name
+
+        return tuple((lambda name, t=template: t.format(with_article(name)))
+                     for template in ZERO_SHOT_TEMPLATES)
+    return OPENAI_TEMPLATES
+
+
 def make_judge(clip: LoadedClip, class_names: list[str], show_progress: bool) -> Judge:
-    embeddings = class_embeddings(clip, class_names, show_progress=show_progress,
-                                  cache_dir=default_cache_dir())
+    embeddings = class_embeddings(clip, class_names, judge_templates(clip),
+                                  show_progress=show_progress, cache_dir=default_cache_dir())
     return Judge(clip, class_names, embeddings.to(next(clip.model.parameters()).device))
 
 

@@ -1,1 +1,6 @@
-"""Campaigns over many class pairs, and what is made from their runs: datasets and reports."""
+"""Campaigns: many class pairs and seeds from one TOML file, resumable and sharded.
+
+:mod:`~neuronattack.campaign.config` reads and validates the file (its docstring holds the schema);
+:mod:`~neuronattack.campaign.runner` runs each (pair, seed) unit with ``run_attack``, one process
+or many under ``accelerate launch``, and merges the units into one ``results.jsonl``.
+"""

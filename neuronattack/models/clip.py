@@ -85,6 +85,8 @@ def load_clip(spec: str, device: str | torch.device = "cpu", seed: int = 0) -> L
 
     Spec forms, in the order they are recognised:
 
+    - ``toy`` (or ``toy:/path/weights.safetensors``): the small CLIP trained on the toy world and
+      shipped in the package (``neuronattack.toy``).
     - ``random:ARCH`` or ``random:ARCH@SEED``: random weights with every LayerNorm scale and every
       bias perturbed, so tests exercise the scale and bias terms a fresh init leaves at 1 and 0.
       Without ``@SEED`` the ``seed`` argument is used.
@@ -98,6 +100,10 @@ def load_clip(spec: str, device: str | torch.device = "cpu", seed: int = 0) -> L
     Building happens under a private torch RNG seeded with ``seed``, so the same spec gives the
     same model and the caller's global RNG is left as it was.
     """
+    if spec == "toy" or spec.startswith("toy:"):
+        from neuronattack.toy.model import load_toy_clip
+
+        return load_toy_clip(spec.removeprefix("toy").removeprefix(":") or None, device=device)
     source = _parse_spec(spec, seed)
     # Weights are located before the (slow) build so a missing download is reported at once.
     checkpoint = None if source.kind == "random" else _fetch_checkpoint(source)

@@ -17,9 +17,11 @@ internally permuted column order); continuous data never has them.
 
 The cost is one correlation of every residual with every atom per step, ``targets × atoms × d``
 multiply-adds; ``n_nonzero`` steps of it dominate everything else. On the CPU those products are
-screened in bfloat16 (oneDNN, f32 accumulation, about 8× the float64 rate here) with a rigorous
-error bound: the few atoms the bound cannot rule out are re-scored exactly, and a row whose winner
-the bound cannot certify is recomputed exactly in full, so the selection equals the exact one.
+screened in bfloat16 (oneDNN, f32 accumulation, about 8× the float64 rate here) under a rigorous
+error bound: the best few bf16 scores are re-scored exactly, and a row whose winner the bound
+cannot certify against every other atom is re-scored wider, then if need be exactly in full, so
+the selection is the exact one. What remains per step is O(k·d) per target for the support's
+Gram–Schmidt update; the atoms × atoms Gram matrix is never formed.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ def reconstruct(dictionary: Tensor, codes: SparseCodes) -> Tensor:
     return total
 
 
+@torch.no_grad()
 def omp(
     dictionary: Tensor,
     targets: Tensor,
@@ -114,7 +117,7 @@ def omp(
     if screen and dictionary.device.type != "cpu":
         raise ValueError(
             "bf16 screening is certified only on the CPU, where oneDNN accumulates in float32; "
-            "pass screen=False (the default) on other devices."
+            "leave screen unset (or False) on other devices."
         )
     atoms = dictionary.to(dtype)  # [atoms, d]
     screening = _build_screen(atoms) if screen else None
@@ -237,19 +240,23 @@ def _exact_best(atoms: Tensor, residual: Tensor) -> Tensor:
     return (residual @ atoms.T).abs_().argmax(dim=1)
 
 
-def _screened_best(atoms: Tensor, residual: Tensor, screen: _Screen, scratch: Tensor) -> Tensor:
+def _screened_best(
+    atoms: Tensor, residual: Tensor, screen: _Screen, scratch: Tensor, running: Tensor
+) -> Tensor:
     """The exact ``argmax_j |<d_j, r>|`` per row, scoring all atoms in bf16 first, ``[batch]``.
 
     The ``_CANDIDATES`` best bf16 scores are recomputed exactly; a row whose winner the bound
     cannot certify is retried with ``_WIDE_CANDIDATES``, then (very rarely) exactly in full, which
-    reads the whole full-precision dictionary. ``scratch`` is a reusable ``[batch, padded atoms]``
-    bf16 buffer (30 MB per 512 targets).
+    reads the whole full-precision dictionary. Halted rows (``running`` false, ``[batch]``) skip
+    the retries: their choice is discarded, and a zero residual would never certify. ``scratch``
+    is a reusable ``[batch, padded atoms]`` bf16 buffer (30 MB per 512 targets).
     """
     screened = residual.to(torch.bfloat16)  # [batch, d]
     approx = torch.mm(screened, screen.atoms.T, out=scratch).abs_()  # [batch, padded]
     slack = _screen_slack(residual, screened, screen)  # [batch]
     scores, columns = _block_top(approx, _CANDIDATES)
     chosen, certain = _best_candidate(atoms, residual, scores, columns, slack, approx.shape[1])
+    certain |= ~running
     if bool(certain.all()):
         return chosen
     rows = (~certain).nonzero().squeeze(1)
@@ -293,11 +300,11 @@ def _best_candidate(
     candidate's bf16 value, so its exact |correlation| is below that value's bound; the winner is
     certified when it beats this. Returns ``[batch]`` indices and ``[batch]`` bool.
     """
-    chosen_columns = columns.clamp(max=atoms.shape[0] - 1)  # [batch, k]
-    candidates = atoms[chosen_columns]  # [batch, k, d]
+    ids = columns.clamp(max=atoms.shape[0] - 1)  # [batch, k]
+    candidates = atoms.index_select(0, ids.flatten()).view(*ids.shape, -1)  # [batch, k, d]
     exact = torch.bmm(candidates, residual[:, :, None]).squeeze(2).abs_()  # [batch, k]
     best_score, best_slot = exact.max(dim=1)  # [batch]
-    chosen = chosen_columns.gather(1, best_slot[:, None]).squeeze(1)  # [batch]
+    chosen = ids.gather(1, best_slot[:, None]).squeeze(1)  # [batch]
     if columns.shape[1] == width:
         return chosen, torch.ones_like(best_score, dtype=torch.bool)
     left_out = scores[:, -1].to(residual.dtype) / (1 - _BF16_UNIT_ROUNDOFF)  # [batch]
@@ -373,8 +380,8 @@ def _omp_chunk(
         if screen is None:
             chosen = _exact_best(atoms, residual)  # [batch]
         else:
-            chosen = _screened_best(atoms, residual, screen, scratch)
-        atom = atoms[chosen]  # [batch, d]
+            chosen = _screened_best(atoms, residual, screen, scratch, running)
+        atom = atoms.index_select(0, chosen)  # [batch, d]
         coords, remainder, length = _orthogonalise(basis[:, :step], atom, running)
         running &= ~_halts(step, chosen, atom, targets, indices[:, :step], length.square())
         if not bool(running.any()):

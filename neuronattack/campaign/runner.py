@@ -1,0 +1,407 @@
+"""Run a campaign: every (pair, seed) unit of a config, sharded over processes, merged at the end.
+
+Run folder (what export and report read):
+
+- ``meta.json``: the campaign: config text, resolved settings, the planned units in order, the
+  models as loaded, package versions;
+- ``campaign.toml``: the config as written;
+- ``units/{source}-{target}/s{seed}/``: one :func:`run_attack` output folder per unit (images/,
+  results.jsonl, selection-*.json, meta.json, summary.html);
+- ``results.jsonl``: the merge: every unit's records sorted by id, image paths relative to the
+  run folder (``units/cat-dog/s0/images/...png``);
+- ``summary.json``: :func:`summarize` over all pairs and per pair, and which units are incomplete.
+
+Nothing lost, nothing twice: each unit has its own folder and is run by exactly one process; a
+record is one fsynced line and every other file is replaced atomically, so a kill at any moment
+leaves finished work intact, and rerunning the same command resumes every unit where it stopped.
+The merge is a pure function of the unit folders, so merging twice gives the same bytes.
+
+Sharding: under ``accelerate launch``, unit k runs in process k % n; each process loads the models
+once for all its units. The main process goes first through setup (checking the run folder,
+building a missing atlas, filling the text caches), and merges once every process is done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from rich.console import Console
+
+from neuronattack.artifacts import read_json, versions, write_json
+from neuronattack.attack.run import (
+    RESULTS,
+    AttackContext,
+    read_records,
+    run_attack,
+    slug,
+    summarize,
+)
+from neuronattack.campaign.config import Campaign
+from neuronattack.errors import NeuronAttackError
+
+SCHEMA = "neuronattack.campaign/1"
+SUMMARY_SCHEMA = "neuronattack.campaign-summary/1"
+META = "meta.json"
+CONFIG_COPY = "campaign.toml"
+SUMMARY = "summary.json"
+# Processes wait for the main one to build an atlas, and for the slowest shard at the end; both
+# can take hours, far beyond torch.distributed's default 30-minute barrier timeout.
+BARRIER_TIMEOUT = timedelta(days=7)
+
+console = Console(stderr=True)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One pair at one run seed: the unit of work a process takes and resumes."""
+
+    source: str
+    target: str
+    seed: int
+
+    @property
+    def pair(self) -> str:
+        """The pair as record ids spell it."""
+        return f"{slug(self.source)}-{slug(self.target)}"
+
+    @property
+    def folder(self) -> str:
+        """Relative to the run folder, in POSIX form: record paths are built from it."""
+        return f"units/{self.pair}/s{self.seed}"
+
+
+def plan_units(campaign: Campaign) -> list[Unit]:
+    """Every unit, pairs in config order and each pair's seeds together: the same on every
+    process, which is what makes the round-robin split agree across them."""
+    return [Unit(source, target, seed) for source, target in campaign.pairs
+            for seed in campaign.seeds]
+
+
+def shard(units: Sequence[Unit], index: int, count: int) -> list[Unit]:
+    """Unit k goes to process k % count: neighbours (often the same pair) run side by side."""
+    return list(units[index::count])
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes and devices
+
+
+def process_state(device: str):
+    """This process' place among those ``accelerate launch`` started (one of one without it).
+
+    On a machine without CUDA the processes must be told they are CPU processes, or each would
+    believe it runs alone and they would all do every unit.
+    """
+    import torch
+    from accelerate import PartialState
+
+    cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    state = PartialState(cpu=cpu, timeout=BARRIER_TIMEOUT)
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if state.num_processes != launched:
+        raise NeuronAttackError(
+            f"{launched} processes were launched but only {state.num_processes} joined; set "
+            "[run] device to cpu for CPU processes, or to auto for one GPU per process."
+        )
+    return state
+
+
+def process_device(requested: str, state) -> str:
+    """``auto`` is this process' own GPU under accelerate (the CPU without one); anything else is
+    taken as given, after checking it exists."""
+    from neuronattack.neurons.analysis import pick_device
+
+    if requested != "auto":
+        return str(pick_device(requested))
+    return "cpu" if state.device.type == "cpu" else str(state.device)
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+
+def load_atlas(campaign: Campaign, clip, device: str, show_progress: bool):
+    """The campaign's atlas, analysed first when missing and ``[model] images`` says from what."""
+    from neuronattack.models import spec_slug
+    from neuronattack.neurons.atlas import Atlas
+
+    atlas_dir = campaign.atlas or Path("outputs") / "atlas" / spec_slug(clip.spec)
+    if not (atlas_dir / "atlas.json").exists():
+        if campaign.images is None:
+            raise NeuronAttackError(
+                f"No atlas at {atlas_dir}; add [model] images = \"DIR\" to analyse {clip.spec} "
+                "first, or [model] atlas = \"DIR\" to use an existing one."
+            )
+        analyse_into(clip, campaign.images, atlas_dir, device, show_progress)
+    atlas = Atlas.load(atlas_dir)
+    if atlas.meta["model"] != clip.spec:
+        raise NeuronAttackError(f"The atlas in {atlas_dir} was built for {atlas.meta['model']}, "
+                                f"not {clip.spec}; point [model] atlas at one of {clip.spec}.")
+    return atlas
+
+
+def load_context(campaign: Campaign, clip, atlas, device: str,
+                 show_progress: bool) -> AttackContext:
+    """The models every unit of this process shares, loaded once."""
+    from neuronattack.attack.setup import build_context
+    from neuronattack.attack.writers import load_writer
+    from neuronattack.models.generators import load_generator
+
+    choice = campaign.generator
+    generator = load_generator(choice.spec, device=device, steps=choice.steps,
+                               guidance=choice.guidance, size=choice.size,
+                               batch_size=choice.batch_size)
+    # One pipeline call per attack batch: the batch is also the unit a resume redoes.
+    return build_context(clip, atlas, generator, load_writer(campaign.writer, device=device),
+                         list(campaign.class_names), campaign.judges, campaign.checker, device,
+                         generator.config.batch_size, show_progress=show_progress)
+
+
+def analyse_into(clip, images: Path, atlas_dir: Path, device: str, show_progress: bool) -> None:
+    """The atlas with `analyze`'s defaults (three blocks before the last, 100 images per neuron,
+    the 30k common words), as `neuronattack attack --images` builds it."""
+    from neuronattack.imagesets import scan_images
+    from neuronattack.neurons.analysis import AnalysisSettings, analyze, default_layers
+    from neuronattack.neurons.atlas import ensure_atlas
+
+    blocks = len(clip.model.visual.transformer.resblocks)
+    console.print(f"no atlas yet: analysing {clip.spec} over {images} into {atlas_dir}")
+    analyze(clip, scan_images(images), atlas_dir,
+            AnalysisSettings(layers=default_layers(blocks)), device=device,
+            show_progress=show_progress)
+    ensure_atlas(atlas_dir, clip, show_progress=show_progress)
+
+
+def describe_models(context: AttackContext) -> dict:
+    """What the run used, as loaded; the device is left out, as it differs between processes."""
+    generator = {"name": context.generator.name, **context.generator.settings}
+    generator.pop("device", None)
+    return json.loads(json.dumps({
+        "clip": context.clip.spec,
+        "atlas": {"path": str(context.atlas.root), "hash": context.atlas_hash},
+        "generator": generator, "writer": context.writer.name,
+        "judges": [judge.name for judge in context.judges], "checker": context.checker.name,
+    }, default=str))
+
+
+# ---------------------------------------------------------------------------------------------
+# The run folder
+
+
+def check_run(campaign: Campaign) -> None:
+    """Refuse to resume a run folder that another campaign started, naming what differs."""
+    path = campaign.out / META
+    if not path.exists():
+        return
+    changed = differences(read_json(path).get("settings", {}), campaign.resolved())
+    if changed:
+        raise NeuronAttackError(
+            f"{campaign.out} holds a campaign with other settings ({', '.join(changed)}); rerun "
+            f"it with its own config ({campaign.out / CONFIG_COPY}) or choose another [run] out."
+        )
+
+
+def differences(stored: dict, wanted: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ, e.g. ``attack.n``."""
+    names = []
+    for key in sorted(stored.keys() | wanted.keys()):
+        before, after = stored.get(key), wanted.get(key)
+        if isinstance(before, dict) and isinstance(after, dict):
+            names += differences(before, after, f"{prefix}{key}.")
+        elif before != after:
+            names.append(f"{prefix}{key}")
+    return names
+
+
+def start_run(campaign: Campaign, context: AttackContext, units: Sequence[Unit]) -> None:
+    """Write the campaign's meta.json and config copy once; a resumed run keeps the originals."""
+    path = campaign.out / META
+    if path.exists():
+        return
+    write_text_atomic(campaign.out / CONFIG_COPY, campaign.text)
+    write_json(path, {
+        "schema": SCHEMA, "config": campaign.text, "settings": campaign.resolved(),
+        "units": [asdict(unit) for unit in units], "models": describe_models(context),
+        "versions": versions(),
+    })
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Temporary file in the same folder, fsynced, then renamed over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def align_batches(results: Path, n: int, batch: int) -> None:
+    """Forget the records of a render batch that a kill cut short, so it is rendered whole again.
+
+    ``run_attack`` renders what a unit lacks in batches of ``batch`` images, and an image's pixels
+    and scores depend, in their last bits, on which images share its batch. A kill while a batch's
+    records are being appended keeps part of it, and resuming from there would shift every later
+    batch of that arm. Dropping the partial batch (re-rendered identically) keeps every batch as an
+    uninterrupted run makes it, so the results are the same to the bit.
+    """
+    if not results.exists():
+        return
+    lines = results.read_text(encoding="utf-8").splitlines()
+    records = [parse_line(line) for line in lines]
+    counts = Counter((record["arm"], record["index"] // batch) for record in records if record)
+
+    def whole(record: dict) -> bool:
+        block = record["index"] // batch
+        return counts[record["arm"], block] == min(batch, n - block * batch)
+
+    kept = [line for line, record in zip(lines, records, strict=True) if record and whole(record)]
+    if len(kept) < len(lines):
+        write_text_atomic(results, "".join(f"{line}\n" for line in kept))
+
+
+def remove_temporaries(folder: Path) -> None:
+    """Temporary files a kill left before their rename: never read, but they are half-written.
+    Only the process that owns the unit runs this, so none of them is still being written."""
+    for path in [*folder.glob(".*.tmp"), *folder.glob("images/.*.tmp")]:
+        path.unlink(missing_ok=True)
+
+
+def parse_line(line: str) -> dict | None:
+    """A record, or None for a line a kill cut short."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+def run_units(context: AttackContext, campaign: Campaign, units: Sequence[Unit],
+              show_bars: bool = True, label: str = "") -> None:
+    """Run (or resume) each unit into its own folder; a finished unit only redoes its selection
+    files and summary.html.
+
+    With a ``label``, each finished unit gets one line starting with it: under accelerate that
+    replaces the progress bars, which several processes would draw over each other.
+    """
+    for unit in units:
+        folder = campaign.out / unit.folder
+        remove_temporaries(folder)
+        align_batches(folder / RESULTS, campaign.n, context.render_batch)
+        records = run_attack(context, campaign.settings(unit.source, unit.target, unit.seed),
+                             folder, show_progress=show_bars)
+        if label:
+            console.print(f"{label}{unit.source} → {unit.target}, seed {unit.seed}: "
+                          f"{len(records)} images in {unit.folder}", highlight=False)
+
+
+def run_campaign(campaign: Campaign, show_progress: bool = True) -> dict | None:
+    """Run this process' share of the campaign, wait for the others, merge on the main process.
+
+    Returns the merged summary (``summary.json``) on the main process and None on the others.
+    Rerunning resumes; a different config on the same folder raises before anything loads.
+    """
+    from neuronattack.models import load_clip
+
+    state = process_state(campaign.device)
+    device = process_device(campaign.device, state)
+    units = plan_units(campaign)
+    mine = shard(units, state.process_index, state.num_processes)
+    alone = state.num_processes == 1
+    talk = show_progress and state.is_main_process
+    if state.is_main_process:
+        check_run(campaign)
+    clip = load_clip(campaign.clip, device=device)
+    with state.main_process_first():  # the others wait while the main process builds an atlas
+        atlas = load_atlas(campaign, clip, device, talk)
+    # Processes fill the text caches side by side: cache files are replaced atomically.
+    context = load_context(campaign, clip, atlas, device, talk)
+    if state.is_main_process:
+        start_run(campaign, context, units)
+    if show_progress:
+        console.print(f"process {state.process_index + 1} of {state.num_processes}: "
+                      f"{len(mine)} of {len(units)} units on {device}", highlight=False)
+    label = "" if not show_progress else f"[{state.process_index + 1}/{state.num_processes}] "
+    run_units(context, campaign, mine, show_bars=show_progress and alone, label=label)
+    state.wait_for_everyone()
+    return merge_run(campaign.out) if state.is_main_process else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Merging
+
+
+def merge_run(run_dir: Path) -> dict:
+    """Gather every unit's records into ``results.jsonl`` and ``summary.json``; idempotent.
+
+    Safe on a run still in progress or cut short: it merges what is there and lists the units
+    that are not complete yet.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / META).exists():
+        raise NeuronAttackError(f"{run_dir} is no campaign run (no {META}); give the [run] out "
+                                "folder of a campaign.")
+    meta = read_json(run_dir / META)
+    units = [Unit(**unit) for unit in meta["units"]]
+    attack = meta["settings"]["attack"]
+    per_unit = attack["n"] * len(attack["arms"])
+    records, incomplete = [], []
+    for unit in units:
+        rows = read_records(run_dir / unit.folder / RESULTS)
+        if len(rows) < per_unit:
+            incomplete.append(unit.folder)
+        records += [in_run(row, unit.folder) for row in rows]
+    records.sort(key=lambda record: record["id"])
+    check_unique(records)
+    write_text_atomic(run_dir / RESULTS, "".join(json.dumps(r) + "\n" for r in records))
+    summary = summarize_run(records, units, incomplete)
+    write_json(run_dir / SUMMARY, summary)
+    return summary
+
+
+def in_run(record: dict, folder: str) -> dict:
+    """The record with its image path relative to the run folder instead of the unit's."""
+    return record if record["image"] is None else {**record, "image": f"{folder}/{record['image']}"}
+
+
+def check_unique(records: Sequence[dict]) -> None:
+    """Two records with one id mean two processes ran the same unit at once."""
+    for before, after in zip(records, records[1:], strict=False):
+        if before["id"] == after["id"]:
+            unit = "/".join(after["id"].split("/")[:2])
+            raise NeuronAttackError(
+                f"Record {after['id']} is there twice: two campaigns ran on this folder at the "
+                f"same time. Delete units/{unit} and rerun the campaign to redo that unit."
+            )
+
+
+def summarize_run(records: Sequence[dict], units: Sequence[Unit],
+                  incomplete: Sequence[str]) -> dict:
+    """Success rates per arm over all pairs, and per pair (its seeds pooled)."""
+    by_pair: dict[str, list[dict]] = {unit.pair: [] for unit in units}
+    for record in records:
+        by_pair[record["id"].split("/", 1)[0]].append(record)
+    names = {unit.pair: (unit.source, unit.target) for unit in units}
+    return {
+        "schema": SUMMARY_SCHEMA,
+        "units": len(units), "complete": len(units) - len(incomplete),
+        "incomplete": list(incomplete), "records": len(records),
+        "arms": summarize(records),
+        "pairs": {pair: {"source": names[pair][0], "target": names[pair][1],
+                         "arms": summarize(rows)} for pair, rows in by_pair.items()},
+    }

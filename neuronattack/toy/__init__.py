@@ -1,0 +1,13 @@
+"""A toy world in which all of neuronattack runs for real on a CPU, without pretrained weights.
+
+- ``world``: the concepts (12 classes, colours, patterns, backgrounds, props, sign glyphs) and the
+  table of class-context correlations planted in training (``CUES``).
+- ``scenes``: scene graphs, the training (cued) and held-out (cue-free) distributions, captions.
+- ``draw``: scene graph to 64x64 pixels, seeded.
+- ``renderer``: ``ToyRenderer``, sentences to images behind the diffusion generator's interface;
+  it knows what it drew, so attack images are valid by construction.
+- ``model``: the toy CLIP (an open_clip ViT config registered as ``neuronattack-toy-ViT``) and
+  ``load_toy_clip`` for the weights shipped in ``weights/``.
+- ``train``: ``python -m neuronattack.toy.train``, the script that produced those weights.
+- ``vocabulary``: ``toy_words()``, the world's words as a dictionary for word decompositions.
+"""

@@ -1,0 +1,318 @@
+"""Campaigns end to end, offline: config validation, resume after real kills, 2-process shards.
+
+Every run uses prompts/campaigns/tiny.toml (tiny generator, the parity CLIP) with the atlas, run
+folder and model path pointed at temporary places, and one torch thread: results are compared to
+the bit, and torch's float sums depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import PARITY_DIR
+from PIL import Image
+
+from neuronattack.attack import run as run_module
+from neuronattack.campaign.config import load_campaign, parse_campaign
+from neuronattack.campaign.runner import (
+    Unit,
+    merge_run,
+    plan_units,
+    run_campaign,
+    shard,
+)
+from neuronattack.cli import main
+from neuronattack.errors import NeuronAttackError
+
+ROOT = Path(__file__).resolve().parent.parent
+CAMPAIGNS = ROOT / "prompts" / "campaigns"
+SCRIPT = Path(__file__).with_name("campaign_script.py")
+ARMS = 4
+
+
+@pytest.fixture(scope="module")
+def environment(tmp_path_factory):
+    """The parity model's atlas, the text cache in a temporary folder, one torch thread."""
+    root = tmp_path_factory.mktemp("campaign")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NEURONATTACK_CACHE", str(root / "cache"))
+        images = root / "images"
+        rng = np.random.default_rng(0)
+        for label in ("cat", "dog"):
+            (images / label).mkdir(parents=True)
+            for index in range(8):
+                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+                    images / label / f"{index}.png")
+        result = CliRunner().invoke(main, [
+            "analyze", "--clip", f"local-dir:{PARITY_DIR}", "--images", str(images), "--out",
+            str(root / "atlas"), "--top-k", "4", "--words", "common:3000", "--nonzeros", "24",
+            "--device", "cpu", "--json"])
+        assert result.exit_code == 0, result.output
+        yield {"root": root, "atlas": root / "atlas", "images": images}
+    torch.set_num_threads(threads)
+
+
+def tiny_config(environment, out: Path, n: int = 4) -> Path:
+    """tiny.toml with its atlas, run folder, image count and model path made absolute."""
+    text = (CAMPAIGNS / "tiny.toml").read_text()
+    for key, value in (("atlas", environment["atlas"]), ("out", out),
+                       ("clip", f"local-dir:{PARITY_DIR}"), ("n", n)):
+        text, count = re.subn(rf"(?m)^{key} = .*$", f"{key} = {json.dumps(str(value))}"
+                              if key != "n" else f"n = {value}", text)
+        assert count == 1, key
+    path = out.with_suffix(".toml")
+    path.write_text(text)
+    return path
+
+
+def environ(environment) -> dict[str, str]:
+    return {**os.environ, "NEURONATTACK_CACHE": str(environment["root"] / "cache"),
+            "OMP_NUM_THREADS": "1"}
+
+
+def campaign_program() -> list[str]:
+    """`-m neuronattack campaign` once the CLI has the command; the stand-in script until then."""
+    if "campaign" in main.commands:
+        return ["-m", "neuronattack", "campaign"]
+    return [str(SCRIPT)]
+
+
+def unit_lines(out: Path) -> int:
+    return sum(len(path.read_bytes().splitlines())
+               for path in out.glob("units/*/s*/results.jsonl"))
+
+
+def snapshot(out: Path) -> dict[str, bytes]:
+    """Everything a run's results consist of: merged files, unit records, image files."""
+    paths = [out / "results.jsonl", out / "summary.json",
+             *sorted(out.glob("units/*/s*/results.jsonl")),
+             *sorted(out.glob("units/*/s*/images/*"))]
+    return {str(path.relative_to(out)): path.read_bytes() for path in paths}
+
+
+@pytest.fixture(scope="module")
+def reference(environment):
+    """An uninterrupted single-process run: what every interrupted or sharded run must equal."""
+    out = environment["root"] / "reference"
+    config = tiny_config(environment, out, n=8)
+    summary = run_campaign(load_campaign(config), show_progress=False)
+    return {"out": out, "config": config, "summary": summary, "files": snapshot(out)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Config
+
+
+BROKEN = """\
+[run]
+devise = "cpu"
+
+[model]
+clip = "ViT-B-32:openai"
+
+[attack]
+n = -3
+seeds = [0, 0]
+arms = ["method", "metod"]
+
+[generator]
+size = 50
+
+[judges]
+classes = "cifar10"
+
+[pairs]
+list = [
+  ["cat", "dog"],
+  ["kat", "dog"],
+  ["cat", "dog"],
+]
+"""
+
+
+def test_every_config_error_is_reported_with_its_line_and_a_fix():
+    with pytest.raises(NeuronAttackError) as caught:
+        parse_campaign(BROKEN, "broken.toml")
+    message = str(caught.value)
+    assert message.startswith("broken.toml has 7 problems:")
+    for expected in (
+        "line 2: unknown key [run] devise; did you mean device?",
+        "line 8: [attack] n must be a positive integer, got -3; e.g. n = 32",
+        "line 9: [attack] seeds lists a seed twice",
+        "line 10: [attack] arms names unknown arm 'metod' (did you mean method?)",
+        "line 13: [generator] size must be a positive multiple of 16",
+        "line 21: [pairs] list: Unknown class 'kat'; did you mean cat?",
+        "line 22: [pairs] list repeats cat → dog; remove one",
+    ):
+        assert expected in message, message
+
+
+def test_config_structure_errors():
+    text = 'clip = "x"\n[modle]\nclip = "y"\n[pairs]\nset = "cifar10-all"\nclasses = ["a", "b"]\n'
+    with pytest.raises(NeuronAttackError) as caught:
+        parse_campaign(text, "c.toml")
+    message = str(caught.value)
+    assert "line 1: clip must sit in a table; it belongs under [model]" in message
+    assert "line 2: unknown table [modle]; did you mean model?" in message
+    assert "line 4: [pairs]: give only one of set, classes" in message
+    with pytest.raises(NeuronAttackError, match=r"c.toml: line 2: invalid TOML"):
+        parse_campaign('[run]\nout = "x\n', "c.toml")
+    with pytest.raises(NeuronAttackError, match=r"set cifar10-all needs classes that .*"
+                                                r"classes = \"cifar10\""):
+        parse_campaign('[model]\nclip = "x"\n[pairs]\nset = "cifar10-all"\n', "c.toml")
+    with pytest.raises(NeuronAttackError, match=r"line 3: \[model\] atlas .* holds no atlas"):
+        parse_campaign('[model]\nclip = "x"\natlas = "/nowhere"\n[pairs]\nset = "toy-all"\n'
+                       '[judges]\nclasses = "toy"\n', "c.toml")
+
+
+def test_example_configs_are_valid(environment, tmp_path):
+    example = (CAMPAIGNS / "example.toml").read_text().replace(
+        '"~/imagenet-5k"', json.dumps(str(environment["images"])))
+    campaign = parse_campaign(example, "example.toml")
+    assert len(campaign.pairs) == 90 and len(set(campaign.pairs)) == 90
+    assert campaign.seeds == (0, 1) and campaign.judges == ("ViT-L-14:openai",)
+    assert len(plan_units(campaign)) == 180
+    tiny = load_campaign(tiny_config(environment, tmp_path / "tiny"))
+    assert tiny.pairs == (("cat", "dog"), ("dog", "cat"), ("ship", "airplane"))
+    assert tiny.negative_prompt is None and tiny.generator.size == 32
+    among = parse_campaign('[model]\nclip = "x"\n[judges]\nclasses = "cifar10"\n[pairs]\n'
+                           'classes = ["Cat", "dog", "ship"]\n', "among.toml")
+    assert among.pairs == (("cat", "dog"), ("cat", "ship"), ("dog", "cat"), ("dog", "ship"),
+                           ("ship", "cat"), ("ship", "dog"))
+    assert among.out == Path("outputs/campaigns/among")
+
+
+def test_units_are_split_round_robin_and_cover_everything_once():
+    units = [Unit(s, t, seed) for s, t in (("cat", "dog"), ("dog", "cat"), ("ship", "bird"))
+             for seed in (0, 1)]
+    shards = [shard(units, index, 4) for index in range(4)]
+    every = [unit for part in shards for unit in part]
+    assert len(every) == len(units) and set(every) == set(units)
+    assert shards[1] == [units[1], units[5]]
+    assert units[0].folder == "units/cat-dog/s0"
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs
+
+
+def test_run_layout_merge_and_rerun(environment, reference):
+    out, summary = reference["out"], reference["summary"]
+    assert {p.name for p in out.iterdir()} == {"meta.json", "campaign.toml", "results.jsonl",
+                                               "summary.json", "units"}
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["config"] == reference["config"].read_text() == (out / "campaign.toml").read_text()
+    assert [Unit(**u).folder for u in meta["units"]][:2] == ["units/cat-dog/s0",
+                                                            "units/cat-dog/s1"]
+    assert meta["models"]["generator"]["name"] == "tiny" and "versions" in meta
+    unit = out / "units" / "ship-airplane" / "s1"
+    assert {"images", "results.jsonl", "meta.json", "summary.html",
+            "selection-method.json"} <= {p.name for p in unit.iterdir()}
+
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 6 * ARMS * 8
+    assert [r["id"] for r in records] == sorted({r["id"] for r in records})
+    assert all(r["image"].startswith("units/") and (out / r["image"]).is_file() for r in records)
+    assert summary == json.loads((out / "summary.json").read_text())
+    assert summary["complete"] == summary["units"] == 6 and not summary["incomplete"]
+    assert summary["pairs"]["cat-dog"]["arms"]["method"]["images"] == 2 * 8
+    assert sum(arm["images"] for arm in summary["arms"].values()) == len(records)
+
+    merge_run(out)
+    assert snapshot(out) == reference["files"]  # merging again: the same bytes
+    with pytest.MonkeyPatch.context() as patch:
+        rendered = []
+        patch.setattr(run_module, "_render_and_judge",
+                      lambda *args, **kwargs: rendered.append(1) or [])
+        run_campaign(load_campaign(reference["config"]), show_progress=False)
+        assert not rendered  # a finished campaign renders nothing again
+        assert snapshot(out) == reference["files"]
+        changed = reference["config"].read_text().replace("n = 8", "n = 6")
+        with pytest.raises(NeuronAttackError, match="other settings \\(attack.n\\)"):
+            run_campaign(parse_campaign(changed, "changed.toml"), show_progress=False)
+
+
+def test_a_batch_cut_in_the_middle_is_rendered_again_whole(environment, reference, tmp_path,
+                                                         monkeypatch):
+    """Records are appended one by one; stopping half-way through a batch's must not change any
+    later image (a resumed batch of other images would differ in the last bits)."""
+    config = tiny_config(environment, tmp_path / "cut", n=8)
+    real, appended = run_module.append_record, []
+
+    def stop_after_six(path, record):
+        if len(appended) == 6:  # batches hold 4 records: the second is half written
+            raise KeyboardInterrupt
+        appended.append(record["id"])
+        real(path, record)
+
+    monkeypatch.setattr(run_module, "append_record", stop_after_six)
+    with pytest.raises(KeyboardInterrupt):
+        run_campaign(load_campaign(config), show_progress=False)
+    monkeypatch.setattr(run_module, "append_record", real)
+    run_campaign(load_campaign(config), show_progress=False)
+    assert snapshot(tmp_path / "cut") == reference["files"]
+
+
+def test_merge_refuses_a_record_written_twice(reference, tmp_path):
+    run = tmp_path / "copy"
+    shutil.copytree(reference["out"], run)
+    results = run / "units" / "dog-cat" / "s1" / "results.jsonl"
+    results.write_text(results.read_text() + results.read_text().splitlines()[3] + "\n")
+    with pytest.raises(NeuronAttackError, match="dog-cat/s1/method/0003 is there twice.*"
+                                                "Delete units/dog-cat/s1"):
+        merge_run(run)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_killed_run_resumes_to_the_same_results(environment, reference, tmp_path, stop):
+    out = tmp_path / "killed"
+    config = tiny_config(environment, out, n=8)
+    with open(tmp_path / "stderr.txt", "wb") as log:
+        process = subprocess.Popen([sys.executable, *campaign_program(), str(config)],
+                                   env=environ(environment), cwd=ROOT, stderr=log)
+        deadline = time.monotonic() + 120
+        while unit_lines(out) < 20 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(stop)
+        code = process.wait(timeout=60)
+    total = 6 * ARMS * 8
+    assert 20 <= unit_lines(out) < total, (tmp_path / "stderr.txt").read_text()
+    assert code == (-signal.SIGKILL if stop == signal.SIGKILL else 130)
+
+    partial = merge_run(out)  # merging a run cut short: what is there, and what is missing
+    assert partial["incomplete"] and partial["records"] < total
+    run_campaign(load_campaign(config), show_progress=False)
+    assert snapshot(out) == reference["files"]
+    assert not list(out.glob("units/*/s*/**/.*.tmp"))
+
+
+def test_two_processes_under_accelerate_match_one(environment, reference, tmp_path):
+    out = tmp_path / "sharded"
+    config = tiny_config(environment, out, n=8)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+              "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+              "--dynamo_backend", "no", "--main_process_port", "0"]
+    if campaign_program()[0] == "-m":
+        launch += ["-m", "neuronattack", "campaign"]
+    else:
+        launch += [str(SCRIPT)]
+    result = subprocess.run([*launch, str(config)], env=environ(environment), cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "process 1 of 2: 3 of 6 units" in result.stderr
+    assert "process 2 of 2: 3 of 6 units" in result.stderr
+    assert snapshot(out) == reference["files"]
