@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from neuronattack.errors import NeuronAttackError
@@ -24,7 +25,9 @@ class Group(click.Group):
         except NeuronAttackError as error:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            # escape: messages quote TOML tables ("[run] device") that rich would take as markup
+            console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False,
+                          soft_wrap=True)
             sys.exit(2)
         except KeyboardInterrupt:
             console.print("interrupted; rerun the same command to resume where it stopped.")
@@ -444,6 +447,71 @@ def print_arm_table(summary: dict, title: str) -> None:
                       f"{pct(success['ci95'][0])}–{pct(success['ci95'][1])}", str(row["valid"]),
                       pct(valid["rate"]), f"{pct(valid['ci95'][0])}–{pct(valid['ci95'][1])}")
     Console().print(table)
+
+
+@main.command("campaign")
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder [default: the config's [run] out].")
+@click.option("--device", default=None, help="Override [run] device: auto, cpu, cuda, cuda:1.")
+@click.option("--check", is_flag=True, help="Validate the config, print the plan and stop.")
+@json_option
+def campaign_command(config, out_dir, device, check, as_json) -> None:
+    """Attack many class pairs with many seeds from one TOML file; resumable and sharded.
+
+    The whole file is checked first and every problem is listed with its line and a fix. Each
+    (pair, seed) unit runs into RUN/units/PAIR/sSEED; a killed run (Ctrl-C, SIGKILL, a lost
+    machine) resumes where it stopped when the same command is run again, and its results equal
+    an uninterrupted run's. The last step merges every unit into RUN/results.jsonl and
+    RUN/summary.json. Example configs: prompts/campaigns/.
+
+    \b
+    Examples:
+      neuronattack campaign prompts/campaigns/example.toml
+      accelerate launch --num_processes 4 -m neuronattack campaign prompts/campaigns/example.toml
+    """
+    from neuronattack.campaign.config import load_campaign
+    from neuronattack.campaign.runner import plan_units, run_campaign
+
+    campaign = load_campaign(config, out_dir, device)
+    if check:
+        units = plan_units(campaign)
+        images = len(units) * campaign.n * len(campaign.arms)
+        console.print(f"{config} is valid: {len(campaign.pairs)} pairs × {len(campaign.seeds)} "
+                      f"seeds = {len(units)} units, {images:,} images, into {campaign.out}",
+                      highlight=False, soft_wrap=True)
+        return
+    summary = run_campaign(campaign, show_progress=not as_json)
+    if summary is None:  # a secondary process under accelerate: the main one reports
+        return
+    if as_json:
+        click.echo(json.dumps({"out": str(campaign.out), **summary}, indent=2))
+        return
+    print_arm_table(summary["arms"], f"{len(campaign.pairs)} pairs, all seeds pooled")
+    console.print(f"wrote {campaign.out / 'results.jsonl'}; next: neuronattack report "
+                  f"{campaign.out}", highlight=False)
+
+
+@main.command("merge")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@json_option
+def merge_command(run_dir, as_json) -> None:
+    """Merge a campaign's units into RUN/results.jsonl and RUN/summary.json (idempotent).
+
+    The campaign does this as its last step; run it by hand on a run that is cut short or still
+    going (it merges what is there and lists the unfinished units), or after copying shards
+    written on other machines into one folder.
+    """
+    from neuronattack.campaign.runner import merge_run
+
+    summary = merge_run(run_dir)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    print_arm_table(summary["arms"], f"{run_dir}: {summary['complete']} of {summary['units']} "
+                                     "units complete")
+    for folder in summary["incomplete"]:
+        console.print(f"incomplete: {folder}", highlight=False)
 
 
 @main.command("export")

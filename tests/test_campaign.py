@@ -38,7 +38,6 @@ from neuronattack.errors import NeuronAttackError
 
 ROOT = Path(__file__).resolve().parent.parent
 CAMPAIGNS = ROOT / "prompts" / "campaigns"
-SCRIPT = Path(__file__).with_name("campaign_script.py")
 ARMS = 4
 
 
@@ -69,10 +68,11 @@ def environment(tmp_path_factory):
 def tiny_config(environment, out: Path, n: int = 4) -> Path:
     """tiny.toml with its atlas, run folder, image count and model path made absolute."""
     text = (CAMPAIGNS / "tiny.toml").read_text()
-    for key, value in (("atlas", environment["atlas"]), ("out", out),
-                       ("clip", f"local-dir:{PARITY_DIR}"), ("n", n)):
-        text, count = re.subn(rf"(?m)^{key} = .*$", f"{key} = {json.dumps(str(value))}"
-                              if key != "n" else f"n = {value}", text)
+    values = {"atlas": json.dumps(str(environment["atlas"])), "out": json.dumps(str(out)),
+              "clip": json.dumps(f"local-dir:{PARITY_DIR}"), "n": str(n)}
+    for key, value in values.items():
+        line = f"{key} = {value}"
+        text, count = re.subn(rf"(?m)^{key} = .*$", lambda _, line=line: line, text)
         assert count == 1, key
     path = out.with_suffix(".toml")
     path.write_text(text)
@@ -84,11 +84,7 @@ def environ(environment) -> dict[str, str]:
             "OMP_NUM_THREADS": "1"}
 
 
-def campaign_program() -> list[str]:
-    """`-m neuronattack campaign` once the CLI has the command; the stand-in script until then."""
-    if "campaign" in main.commands:
-        return ["-m", "neuronattack", "campaign"]
-    return [str(SCRIPT)]
+CAMPAIGN = ["-m", "neuronattack", "campaign"]
 
 
 def unit_lines(out: Path) -> int:
@@ -177,6 +173,9 @@ def test_config_structure_errors():
     with pytest.raises(NeuronAttackError, match=r"line 3: \[model\] atlas .* holds no atlas"):
         parse_campaign('[model]\nclip = "x"\natlas = "/nowhere"\n[pairs]\nset = "toy-all"\n'
                        '[judges]\nclasses = "toy"\n', "c.toml")
+    with pytest.raises(NeuronAttackError, match=r"line 4: \[model\] images must be an existing"):
+        parse_campaign('[model]\nclip = "x"\natlas = "/nowhere"\nimages = "/nowhere/either"\n'
+                       '[pairs]\nset = "toy-all"\n[judges]\nclasses = "toy"\n', "c.toml")
 
 
 def test_example_configs_are_valid(environment, tmp_path):
@@ -194,6 +193,23 @@ def test_example_configs_are_valid(environment, tmp_path):
     assert among.pairs == (("cat", "dog"), ("cat", "ship"), ("dog", "cat"), ("dog", "ship"),
                            ("ship", "cat"), ("ship", "dog"))
     assert among.out == Path("outputs/campaigns/among")
+
+
+def test_cli_checks_plans_and_merges(environment, reference, tmp_path):
+    broken = tmp_path / "broken.toml"
+    broken.write_text(BROKEN)
+    result = CliRunner().invoke(main, ["campaign", str(broken)])
+    assert result.exit_code == 2 and "line 2: unknown key [run] devise" in result.output
+    assert "Traceback" not in result.output
+    result = CliRunner().invoke(main, ["campaign", str(reference["config"]), "--check"])
+    assert result.exit_code == 0, result.output
+    assert "3 pairs × 2 seeds = 6 units, 192 images" in result.output
+    result = CliRunner().invoke(main, ["merge", str(reference["out"]), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == reference["summary"]
+    assert snapshot(reference["out"]) == reference["files"]
+    result = CliRunner().invoke(main, ["merge", str(tmp_path)])
+    assert result.exit_code == 2 and "is no campaign run" in result.output
 
 
 def test_units_are_split_round_robin_and_cover_everything_once():
@@ -282,7 +298,7 @@ def test_killed_run_resumes_to_the_same_results(environment, reference, tmp_path
     out = tmp_path / "killed"
     config = tiny_config(environment, out, n=8)
     with open(tmp_path / "stderr.txt", "wb") as log:
-        process = subprocess.Popen([sys.executable, *campaign_program(), str(config)],
+        process = subprocess.Popen([sys.executable, *CAMPAIGN, str(config)],
                                    env=environ(environment), cwd=ROOT, stderr=log)
         deadline = time.monotonic() + 120
         while unit_lines(out) < 20 and process.poll() is None and time.monotonic() < deadline:
@@ -305,11 +321,7 @@ def test_two_processes_under_accelerate_match_one(environment, reference, tmp_pa
     config = tiny_config(environment, out, n=8)
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
               "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-              "--dynamo_backend", "no", "--main_process_port", "0"]
-    if campaign_program()[0] == "-m":
-        launch += ["-m", "neuronattack", "campaign"]
-    else:
-        launch += [str(SCRIPT)]
+              "--dynamo_backend", "no", "--main_process_port", "0", *CAMPAIGN]
     result = subprocess.run([*launch, str(config)], env=environ(environment), cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

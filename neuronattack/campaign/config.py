@@ -250,12 +250,6 @@ def text_list(value: object) -> str | None:
     return None if ok else "must be a list of non-empty strings"
 
 
-def existing_dir(value: object) -> str | None:
-    if not isinstance(value, str) or not value.strip():
-        return "must be a folder path"
-    return None if Path(value).expanduser().is_dir() else "must be an existing folder"
-
-
 def seeds(value: object) -> str | None:
     if not (isinstance(value, list) and value
             and all(_is_int(v) and 0 <= v <= MAX_RUN_SEED for v in value)):
@@ -350,7 +344,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "model": {
         "clip": Field(text, 'clip = "ViT-B-32:openai"', required=True),
         "atlas": Field(text, 'atlas = "outputs/atlas/ViT-B-32_openai"'),
-        "images": Field(existing_dir, 'images = "~/imagenet-5k"'),
+        "images": Field(text, 'images = "~/imagenet-5k"'),
     },
     "attack": {
         "n": Field(positive_int, "n = 32", 32),
@@ -515,16 +509,21 @@ def check_pair_list(value: list[list[str]], canonical: dict[str, str],
 
 
 def check_atlas(model: dict, lines: TomlLines) -> list[Problem]:
-    """An atlas that is not there can only be built from images."""
-    atlas = model["atlas"]
-    if atlas is None or model["images"] is not None:
-        return []
-    if (Path(atlas).expanduser() / "atlas.json").exists():
-        return []
-    return [Problem(lines.of("model", "atlas"),
-                    f"[model] atlas {atlas!r} holds no atlas (no atlas.json); build it with "
-                    f"`neuronattack analyze --out {atlas}`, or add [model] images = \"DIR\" to "
-                    "analyse before the campaign starts")]
+    """A missing atlas is built from ``[model] images``, which must then exist; images are not
+    needed (nor checked) once the atlas is there."""
+    atlas, images = model["atlas"], model["images"]
+    if atlas is None or (Path(atlas).expanduser() / "atlas.json").exists():
+        return []  # without [model] atlas, the default folder is known once the CLIP is loaded
+    if images is None:
+        return [Problem(lines.of("model", "atlas"),
+                        f"[model] atlas {atlas!r} holds no atlas (no atlas.json); build it with "
+                        f"`neuronattack analyze --out {atlas}`, or add [model] images = \"DIR\" "
+                        "to analyse before the campaign starts")]
+    if not Path(images).expanduser().is_dir():
+        return [Problem(lines.of("model", "images"),
+                        f"[model] images must be an existing folder, got {shown(images)}: the "
+                        f"atlas {atlas!r} does not exist yet and is built from these images")]
+    return []
 
 
 def toml_error(error: tomllib.TOMLDecodeError) -> str:
