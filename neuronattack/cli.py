@@ -42,8 +42,16 @@ def main(ctx: click.Context, debug: bool) -> None:
     """Find and produce semantic adversarial images for CLIP by reading its neurons.
 
     \b
-    Typical flow:
-      neuronattack analyze --clip ViT-B-32:openai --images ~/imagenet-sample --out outputs/b32
+    Start here (offline, CPU, a few minutes; a toy world where every number is real):
+      neuronattack demo
+    \b
+    Typical flow with real models:
+      neuronattack analyze --clip ViT-B-32:openai --images ~/imagenet-5k --out outputs/b32
+      neuronattack neurons top --atlas outputs/b32 --layer 9
+      neuronattack attack cat dog --atlas outputs/b32 --n 32
+      neuronattack campaign prompts/campaigns/example.toml
+      neuronattack export outputs/campaigns/cifar10-b32 --format imagefolder
+      neuronattack report outputs/campaigns/cifar10-b32
     """
     ctx.obj = {"debug": debug}
 
