@@ -15,6 +15,7 @@ make the method win.
 from __future__ import annotations
 
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from neuronattack.attack.run import AttackSettings, run_attack, summarize
 from neuronattack.attack.setup import build_context
 from neuronattack.attack.writers import TemplateWriter
 from neuronattack.imagesets import scan_images
-from neuronattack.models.clip import load_clip
+from neuronattack.models.clip import load_clip, weights_fingerprint
 from neuronattack.neurons.analysis import AnalysisSettings, analyze, default_layers
 from neuronattack.neurons.atlas import ensure_atlas
 from neuronattack.toy.checker import ToyGenerator
@@ -88,6 +89,16 @@ def cue_recovery(out_dir: Path) -> list[dict]:
     return rows
 
 
+def forget_other_weights(out_dir: Path, clip) -> None:
+    """A demo folder from other toy weights (an earlier release, a retrained model) is started
+    afresh: its analysis and attacks describe another model. Scenes are kept."""
+    meta = out_dir / "atlas" / "meta.json"
+    if meta.exists() and read_json(meta).get("vision_fingerprint") != weights_fingerprint(
+            clip.model.visual):
+        for name in ("atlas", "attacks"):
+            shutil.rmtree(out_dir / name, ignore_errors=True)
+
+
 def run_demo(out_dir: Path, settings: DemoSettings = FULL, show_progress: bool = True,
              clip_spec: str = "toy") -> dict:
     """Everything above; returns (and writes to ``out_dir/demo.json``) the tables.
@@ -96,6 +107,7 @@ def run_demo(out_dir: Path, settings: DemoSettings = FULL, show_progress: bool =
     """
     out_dir = Path(out_dir)
     clip = load_clip(clip_spec)
+    forget_other_weights(out_dir, clip)
     scenes = draw_scenes(out_dir / "scenes", settings.scenes, settings.seed)
     blocks = len(clip.model.visual.transformer.resblocks)
     atlas_dir = out_dir / "atlas"

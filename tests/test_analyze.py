@@ -137,6 +137,13 @@ def test_other_settings_in_the_same_folder_are_refused(clip, image_dir, tmp_path
     redone = analyze(clip, image_set, tmp_path, settings(top_k=6), batch_size=8,
                      show_progress=False, overwrite=True)
     assert redone.directions[1].top_images.shape == (256, 6)
+    # Other weights under the same spec (a replaced checkpoint file) are another model.
+    changed = load_clip(SPEC)
+    with torch.no_grad():
+        changed.model.visual.ln_post.bias.add_(0.1)
+    with pytest.raises(NeuronAttackError, match="another model"):
+        analyze(changed, image_set, tmp_path, settings(top_k=6), batch_size=8,
+                show_progress=False)
 
 
 def test_half_precision_error_is_bounded(clip):

@@ -11,6 +11,7 @@ from neuronattack import demo as demo_module
 from neuronattack.cli import main
 from neuronattack.demo import PAIRS, DemoSettings, cue_word
 from neuronattack.models import load_clip
+from neuronattack.models.clip import weights_fingerprint
 from neuronattack.toy.checker import ToyChecker, ToyGenerator
 from neuronattack.toy.model import build_toy_clip, save_toy_weights
 from neuronattack.toy.world import CLASSES, CUES
@@ -77,3 +78,18 @@ def test_demo_runs_every_pair_and_arm(toy_spec, tmp_path, monkeypatch):
         words = (out / "toy_words.txt").read_text().splitlines()
         assert {w["word"] for w in selection["words"]} <= set(words)
     assert len(list((out / "scenes").glob("*.png"))) == TINY_DEMO.scenes
+
+
+def test_demo_folder_of_other_weights_starts_afresh(toy_spec, tmp_path):
+    out = tmp_path / "demo"
+    (out / "atlas").mkdir(parents=True)
+    (out / "attacks" / "cat-dog").mkdir(parents=True)
+    (out / "atlas" / "meta.json").write_text(json.dumps({"vision_fingerprint": "0" * 16}))
+    clip = load_clip(toy_spec)
+    demo_module.forget_other_weights(out, clip)
+    assert not (out / "atlas").exists() and not (out / "attacks").exists()
+    (out / "atlas").mkdir()
+    fingerprint = weights_fingerprint(clip.model.visual)
+    (out / "atlas" / "meta.json").write_text(json.dumps({"vision_fingerprint": fingerprint}))
+    demo_module.forget_other_weights(out, clip)
+    assert (out / "atlas" / "meta.json").exists()

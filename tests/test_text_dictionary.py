@@ -21,6 +21,7 @@ from neuronattack.neurons.text_dictionary import (
     default_cache_dir,
     dictionary_from_embeddings,
     encode_texts,
+    text_tower_fingerprint,
 )
 from neuronattack.neurons.vocabulary import Vocabulary, load_vocabulary, word_list_hash
 
@@ -156,13 +157,14 @@ def test_cache_hit_skips_the_text_tower(clip, vocabulary, tmp_path, monkeypatch)
 @pytest.mark.parametrize(
     "bad_metadata",
     [{"model_spec": "random:ViT-B-32@0"}, {"vocabulary_hash": "0" * 16}, {"schema": "other/1"},
-     {"n_words": "119"}],
+     {"n_words": "119"}, {"text_fingerprint": "0" * 16}],
 )
 def test_cache_with_mismatched_metadata_is_not_used(
     clip, vocabulary, unit, tmp_path, monkeypatch, bad_metadata
 ):
     path = cache_path(tmp_path, clip.spec, vocabulary.hash)
     metadata = {"schema": CACHE_SCHEMA, "model_spec": clip.spec,
+                "text_fingerprint": text_tower_fingerprint(clip.model),
                 "vocabulary_hash": vocabulary.hash, "n_words": "120"} | bad_metadata
     save_tensors(path, {"embeddings": torch.ones(120, 32)}, metadata)
     calls = count_text_tower_calls(monkeypatch, clip)
@@ -181,10 +183,33 @@ def test_unreadable_or_misshapen_cache_is_re_encoded(clip, tmp_path, monkeypatch
     build_dictionary(clip, vocabulary, cache_dir=tmp_path)
     assert len(calls) == 1
     metadata = {"schema": CACHE_SCHEMA, "model_spec": clip.spec,
+                "text_fingerprint": text_tower_fingerprint(clip.model),
                 "vocabulary_hash": vocabulary.hash, "n_words": "3"}
     save_tensors(path, {"embeddings": torch.ones(2, 32)}, metadata)
     build_dictionary(clip, vocabulary, cache_dir=tmp_path)
     assert len(calls) == 2
+
+
+def test_a_changed_text_tower_under_the_same_spec_is_re_encoded(clip, tmp_path, monkeypatch):
+    """A checkpoint replaced under the same spec (e.g. retrained toy weights) must not be served
+    the old encodings; the vision tower does not matter."""
+    vocabulary = words_vocabulary(["dog", "cat", "car"])
+    first = build_dictionary(clip, vocabulary, cache_dir=tmp_path)
+    before = text_tower_fingerprint(clip.model)
+    calls = count_text_tower_calls(monkeypatch, clip)
+    with torch.no_grad():
+        clip.model.visual.ln_post.bias.add_(1.0)
+        assert text_tower_fingerprint(clip.model) == before
+        build_dictionary(clip, vocabulary, cache_dir=tmp_path)
+        assert calls == []
+        clip.model.visual.ln_post.bias.sub_(1.0)
+        clip.model.ln_final.bias.add_(0.5)
+        try:
+            assert text_tower_fingerprint(clip.model) != before
+            changed = build_dictionary(clip, vocabulary, cache_dir=tmp_path)
+        finally:
+            clip.model.ln_final.bias.sub_(0.5)
+    assert len(calls) == 1 and not torch.equal(changed.unit_embeddings, first.unit_embeddings)
 
 
 def test_each_vocabulary_and_model_has_its_own_cache_file(clip, tmp_path):

@@ -125,6 +125,28 @@ def load_clip(spec: str, device: str | torch.device = "cpu", seed: int = 0) -> L
     )
 
 
+# Tensors up to this size enter a weights fingerprint: every LayerNorm, bias and positional table,
+# which any training or fine-tuning moves, for a few MB of hashing even on ViT-bigG.
+FINGERPRINT_MAX_NUMEL = 300_000
+
+
+def weights_fingerprint(module: torch.nn.Module, exclude_prefix: str | None = None) -> str:
+    """A short hash of a module's small tensors (names, shapes, values).
+
+    The spec names where weights came from, not what they are: a checkpoint replaced under the
+    same path, or retrained toy weights, keep their spec. Caches and resumable runs compare this
+    too, so they never serve results of other weights.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        if tensor.numel() > FINGERPRINT_MAX_NUMEL or (
+                exclude_prefix is not None and name.startswith(exclude_prefix)):
+            continue
+        digest.update(f"{name}:{tuple(tensor.shape)}:".encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def spec_slug(spec: str) -> str:
     """A folder name for a spec: only letters, digits, ``.``, ``_`` and ``-``; at most 80 chars.
 

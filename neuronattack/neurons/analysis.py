@@ -25,6 +25,7 @@ from neuronattack.imagesets import ImageSet, iter_batches
 from neuronattack.lens.first_order import check_convention
 from neuronattack.lens.neuron_effects import effect_basis, effect_coords
 from neuronattack.lens.traced_pass import trace
+from neuronattack.models.clip import weights_fingerprint
 from neuronattack.neurons.directions import RankOneDirections, RankOneFitter
 
 SCHEMA = "neuronattack.directions/1"
@@ -90,6 +91,7 @@ def _identity(clip, image_set: ImageSet, settings: AnalysisSettings) -> dict:
     return {
         "schema": SCHEMA,
         "model": clip.spec,
+        "vision_fingerprint": weights_fingerprint(clip.model.visual),
         "image_set": {"fingerprint": image_set.fingerprint(), "images": len(image_set)},
         "settings": asdict(settings),
     }

@@ -8,8 +8,10 @@ papers' code does (second_order_lens, ``compute_sparse_decomposition.py``); that
 atoms OMP picks, so it is reproduced only when asked for (method.md §5).
 
 Encoding 30k words is the slow part (minutes on a CPU for ViT-B-32), so the raw encodings are
-cached on disk per (model spec, vocabulary hash); the cheap normalising and centring are redone on
-every load so a cache serves both conventions.
+cached on disk per (model spec, vocabulary hash), and a cache file is used only if the text tower
+it was computed with has the same fingerprint (a checkpoint replaced under the same spec, or a
+retrained toy CLIP, must not be served stale encodings); the cheap normalising and centring are
+redone on every load so a cache serves both conventions.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from torch import Tensor
 from neuronattack.artifacts import load_tensors, save_tensors, versions
 from neuronattack.errors import NeuronAttackError
 from neuronattack.lens.first_order import check_convention
-from neuronattack.models.clip import LoadedClip, spec_slug
+from neuronattack.models.clip import LoadedClip, spec_slug, weights_fingerprint
 from neuronattack.neurons.vocabulary import Vocabulary
 
 CACHE_SCHEMA = "neuronattack.text-embeddings/1"
@@ -168,20 +170,27 @@ def cached_encodings(
     """Raw encodings ``[words, out_dim]`` of any text list, from the cache or the text tower."""
     folder = default_cache_dir() if cache_dir is None else Path(cache_dir)
     path = cache_path(folder, clip.spec, vocabulary.hash)
-    embeddings = read_cached_embeddings(path, clip.spec, vocabulary)
+    fingerprint = text_tower_fingerprint(clip.model)
+    embeddings = read_cached_embeddings(path, clip.spec, vocabulary, fingerprint)
     if embeddings is None:
         embeddings = encode_texts(clip, vocabulary.words, batch_size, show_progress=show_progress)
-        write_cached_embeddings(path, embeddings, clip.spec, vocabulary)
+        write_cached_embeddings(path, embeddings, clip.spec, vocabulary, fingerprint)
     return embeddings
 
 
+def text_tower_fingerprint(model: torch.nn.Module) -> str:
+    """:func:`weights_fingerprint` of everything but the vision tower."""
+    return weights_fingerprint(model, exclude_prefix="visual.")
+
+
 def write_cached_embeddings(
-    path: Path, embeddings: Tensor, model_spec: str, vocabulary: Vocabulary
+    path: Path, embeddings: Tensor, model_spec: str, vocabulary: Vocabulary, fingerprint: str
 ) -> None:
     """Save raw encodings ``[words, out_dim]`` atomically with what they were computed from."""
     metadata = {
         "schema": CACHE_SCHEMA,
         "model_spec": model_spec,
+        "text_fingerprint": fingerprint,
         "vocabulary_hash": vocabulary.hash,
         "vocabulary_source": vocabulary.source,
         "n_words": str(len(vocabulary.words)),
@@ -191,7 +200,7 @@ def write_cached_embeddings(
 
 
 def read_cached_embeddings(
-    path: Path, model_spec: str, vocabulary: Vocabulary
+    path: Path, model_spec: str, vocabulary: Vocabulary, fingerprint: str
 ) -> Tensor | None:
     """Cached raw encodings ``[words, out_dim]``, or None when the file is absent or not ours."""
     if not path.is_file():
@@ -204,6 +213,7 @@ def read_cached_embeddings(
     expected = {
         "schema": CACHE_SCHEMA,
         "model_spec": model_spec,
+        "text_fingerprint": fingerprint,
         "vocabulary_hash": vocabulary.hash,
         "n_words": str(len(vocabulary.words)),
     }
