@@ -9,6 +9,7 @@ import numpy as np
 import open_clip
 import pytest
 import torch
+from PIL import Image
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PARITY_DIR = FIXTURES / "official-parity-tiny"
@@ -72,3 +73,15 @@ def parity():
 def random_images(batch: int, size: int = 32, seed: int = 0, dtype=torch.float32) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(batch, 3, size, size, generator=generator).to(dtype)
+
+
+def write_class_folders(root: Path, labels: tuple[str, ...], per_class: int, seed: int = 0,
+                        size: int = 32) -> Path:
+    """ImageNet-style class folders of random-noise PNGs: ``root/label/index.png``."""
+    rng = np.random.default_rng(seed)
+    for label in labels:
+        (root / label).mkdir(parents=True)
+        for index in range(per_class):
+            pixels = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / label / f"{index}.png")
+    return root

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import PARITY_DIR
-from PIL import Image
+from conftest import PARITY_DIR, write_class_folders
 
 from neuronattack.cli import main
 from neuronattack.neurons.atlas import Atlas, parse_neuron
@@ -30,14 +28,8 @@ def word_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def labelled_images(tmp_path_factory):
-    root = tmp_path_factory.mktemp("labelled")
-    rng = np.random.default_rng(1)
-    for label in ("cat", "dog", "ship"):
-        (root / label).mkdir()
-        for index in range(6):
-            pixels = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(root / label / f"{index}.png")
-    return root
+    return write_class_folders(tmp_path_factory.mktemp("labelled"), ("cat", "dog", "ship"), 6,
+                               seed=1)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import PARITY_DIR
+from conftest import PARITY_DIR, write_class_folders
 from PIL import Image
 
 from neuronattack.attack import run as run_module
@@ -24,13 +24,7 @@ def environment(tmp_path_factory):
     root = tmp_path_factory.mktemp("attack")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("NEURONATTACK_CACHE", str(root / "cache"))
-        images = root / "images"
-        rng = np.random.default_rng(0)
-        for label in ("cat", "dog"):
-            (images / label).mkdir(parents=True)
-            for index in range(8):
-                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
-                    images / label / f"{index}.png")
+        images = write_class_folders(root / "images", ("cat", "dog"), 8)
         classes = root / "classes.txt"
         classes.write_text("cat\ndog\nship\nbird\nhorse\n")
         result = CliRunner().invoke(main, [

@@ -17,12 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import PARITY_DIR
-from PIL import Image
+from conftest import PARITY_DIR, write_class_folders
 
 from neuronattack.attack import run as run_module
 from neuronattack.campaign.config import load_campaign, parse_campaign
@@ -49,13 +47,7 @@ def environment(tmp_path_factory):
     torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("NEURONATTACK_CACHE", str(root / "cache"))
-        images = root / "images"
-        rng = np.random.default_rng(0)
-        for label in ("cat", "dog"):
-            (images / label).mkdir(parents=True)
-            for index in range(8):
-                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
-                    images / label / f"{index}.png")
+        images = write_class_folders(root / "images", ("cat", "dog"), 8)
         result = CliRunner().invoke(main, [
             "analyze", "--clip", f"local-dir:{PARITY_DIR}", "--images", str(images), "--out",
             str(root / "atlas"), "--top-k", "4", "--words", "common:3000", "--nonzeros", "24",
