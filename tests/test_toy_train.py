@@ -122,7 +122,6 @@ def test_missing_or_foreign_weights_are_explained(tmp_path):
         load_toy_clip(foreign)
 
 
-@pytest.mark.skipif(not WEIGHTS_PATH.is_file(), reason="no shipped toy weights")
 def test_shipped_weights_are_small_and_classify_held_out_scenes():
     assert WEIGHTS_PATH.stat().st_size < 10_000_000
     clip = load_toy_clip()
