@@ -42,7 +42,7 @@ def main(ctx: click.Context, debug: bool) -> None:
     """Find and produce semantic adversarial images for CLIP by reading its neurons.
 
     \b
-    Start here (offline, CPU, a few minutes; a toy world where every number is real):
+    Start here (offline, CPU, about half a minute; a toy world where every number is real):
       neuronattack demo
     \b
     Typical flow with real models:
@@ -571,7 +571,7 @@ def report_command(run_dir, out_path, per_pair) -> None:
 
 @main.command()
 @click.option("--fast", is_flag=True,
-              help="400 scenes and 8 images per arm instead of 3,000 and 48 (about 4× quicker).")
+              help="400 scenes and 8 images per arm instead of 3,000 and 48 (~8 s, not ~30 s).")
 @click.option("--out", "out_dir", default=Path("outputs/demo"), show_default=True,
               type=click.Path(file_okay=False, path_type=Path))
 @json_option

@@ -93,3 +93,26 @@ def test_demo_folder_of_other_weights_starts_afresh(toy_spec, tmp_path):
     (out / "atlas" / "meta.json").write_text(json.dumps({"vision_fingerprint": fingerprint}))
     demo_module.forget_other_weights(out, clip)
     assert (out / "atlas" / "meta.json").exists()
+
+
+def test_fast_demo_with_the_shipped_toy_clip(tmp_path, monkeypatch):
+    """The README's first command at its CI setting: shipped weights, every pair and arm, and the
+    table agrees with the records it summarises."""
+    monkeypatch.setenv("NEURONATTACK_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(main, ["demo", "--fast", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    per_arm = demo_module.FAST.images_per_arm
+    for source, target in PAIRS:
+        records = [json.loads(line) for line in
+                   (out / "attacks" / f"{source}-{target}" / "results.jsonl").read_text()
+                   .splitlines()]
+        for arm, row in report["pairs"][f"{source} → {target}"].items():
+            mine = [r for r in records if r["arm"] == arm]
+            assert len(mine) == row["images"] == per_arm and row["failed_renders"] == 0
+            assert row["valid_success"]["successes"] == sum(r["success"] and r["valid"]
+                                                            for r in mine)
+            assert row["success"]["successes"] == sum(r["success"] for r in mine)
+    recovered = [row for row in report["cues"] if row["recovered"]]
+    assert all(row["rank"] >= 1 for row in recovered)
