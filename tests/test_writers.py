@@ -29,6 +29,7 @@ from neuronattack.attack.writers import (
     word_role,
 )
 from neuronattack.errors import NeuronAttackError
+from neuronattack.resources import SENTENCE_TEMPLATES
 
 
 def words_of(text: str) -> list[str]:
@@ -326,7 +327,7 @@ def test_template_file_needs_one_template_with_every_slot(tmp_path):
 
 
 def test_shipped_templates_parse_and_never_ask_for_text():
-    templates = load_templates(Path(__file__).parents[1] / "prompts" / "attack" / "templates.txt")
+    templates = load_templates(SENTENCE_TEMPLATES)
     assert len(templates) >= 20
     for template in templates:
         assert not any(contains_word(template.literal_text, term) for term in TYPOGRAPHIC)
@@ -340,7 +341,7 @@ def test_load_writer_forms(tmp_path):
     assert isinstance(load_writer("template"), TemplateWriter)
     assert load_writer("").name == "template"
     path = tmp_path / "mine.txt"
-    shutil.copy(Path(__file__).parents[1] / "prompts" / "attack" / "templates.txt", path)
+    shutil.copy(SENTENCE_TEMPLATES, path)
     assert load_writer(f"template:{path}").name == f"template:{path}"
     for bad in ("gpt4", "hf:", "template:", "llm:foo"):
         with pytest.raises(NeuronAttackError, match="'template'.*'hf:REPO_OR_PATH'"):

@@ -7,7 +7,7 @@ contract (:class:`Writer`) and one post-filter (:func:`post_filter`):
 - :class:`TemplateWriter` (the default): offline and deterministic per seed. A small role
   classifier (:func:`word_role`) guesses what each word can be in a scene, a phrase builder turns
   the roles into slot contents ("a fluffy red cat", "on the beach", "under the moon"), and a
-  template from ``prompts/attack/templates.txt`` puts the slots in order.
+  template from ``neuronattack/resources/sentence_templates.txt`` puts the slots in order.
 - :class:`HFWriter`: a causal LLM from the Hugging Face cache or a local folder, as in the paper,
   whose lines go through the same filter.
 
@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from neuronattack.errors import NeuronAttackError
+from neuronattack.resources import SENTENCE_TEMPLATES
 
 if TYPE_CHECKING:
     import torch
 
-# Repository-relative, like the profanity list: templates are project data, not code.
-DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "prompts" / "attack" / "templates.txt"
+DEFAULT_TEMPLATES = SENTENCE_TEMPLATES
 TEMPLATE_PREFIX = "template"
 HF_PREFIX = "hf:"
 

@@ -355,7 +355,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "negative_prompt": Field(any_text, 'negative_prompt = "text, letters, words"',
                                  DEFAULT_NEGATIVE),
         "similarity_percentile": Field(percentile, "similarity_percentile = 99.0", 99.0),
-        "block_list": Field(block_list, 'block_list = "prompts/words/profanity.txt"', []),
+        "block_list": Field(block_list, 'block_list = "blocked-words.txt"', []),
     },
     "generator": {
         "spec": Field(text, 'spec = "sd-turbo"', "sd-turbo"),

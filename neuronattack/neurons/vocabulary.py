@@ -20,6 +20,7 @@ from pathlib import Path
 import wordfreq
 
 from neuronattack.errors import NeuronAttackError
+from neuronattack.resources import PROFANITY_LIST
 
 DEFAULT_COMMON_WORDS = 30000
 
@@ -28,10 +29,10 @@ WORDFREQ_VERSION = version("wordfreq")
 # for English today, and the vocabulary should name the exact list it was cut from.
 WORDFREQ_LANGUAGE = "en"
 WORDFREQ_WORDLIST = "large"
-WORDFREQ_LICENCE = "wordfreq data CC-BY-SA 4.0 (code Apache-2.0); see prompts/words/README.md"
+WORDFREQ_LICENCE = (
+    "wordfreq data CC-BY-SA 4.0 (code Apache-2.0); see neuronattack/resources/words/README.md"
+)
 
-# Repository-relative: the block list is project data next to the other prompt files, not code.
-PROFANITY_LIST = Path(__file__).resolve().parents[2] / "prompts" / "words" / "profanity.txt"
 
 # ASCII letters only: wordfreq's tokens are already case-folded, so anything else is a
 # contraction, number, abbreviation, accented or foreign word, or symbol, none of which we want as
@@ -77,11 +78,11 @@ def clean_tokens(tokens: Iterable[str], blocked: frozenset[str] = frozenset()) -
 
 
 def profanity_words() -> frozenset[str]:
-    """The block list from ``prompts/words/profanity.txt``, lowercased."""
+    """The block list shipped in ``neuronattack/resources/words/profanity.txt``, lowercased."""
     if not PROFANITY_LIST.is_file():
         raise NeuronAttackError(
-            f"The profanity block list {PROFANITY_LIST} is missing; run from a checkout of the "
-            "repository or drop ':clean' from the vocabulary spec."
+            f"The profanity block list {PROFANITY_LIST} is missing from this install; reinstall "
+            "neuronattack or drop ':clean' from the vocabulary spec."
         )
     return frozenset(word.lower() for word in read_word_list(PROFANITY_LIST))
 
