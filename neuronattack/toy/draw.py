@@ -8,20 +8,25 @@ outline so a green frog on grass remains a frog.
 
 Layout: the top third of the frame holds the sky props and the sign, the sides hold trees and
 houses, and the objects stand in the lower two thirds, drawn over the props so that the class is
-never hidden by context.
+never hidden by context (only the ball, drawn last, can cover part of an object).
+
+:func:`draw_with_layout` also reports exactly what ended up in the frame (:class:`Layout`): every
+item is drawn through an :class:`_Ink` that paints its coverage into a mask as well, and a later
+item's coverage is taken out of every earlier mask, so the masks are the visible pixels.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
-from neuronattack.toy.scenes import Scene, SceneObject
-from neuronattack.toy.world import COLOURS, PLAIN
+from neuronattack.toy.scenes import Scene, SceneObject, sample_scene
+from neuronattack.toy.world import COLOURS, FADE_RANGE, FADED_RATE, PLAIN
 
 RGB = tuple[int, int, int]
 # A primitive in the unit box, y pointing down: (role, kind, coordinates). Kinds: "ellipse" and
@@ -167,7 +172,150 @@ CANOPY: RGB = (40, 115, 45)
 WALL: RGB = (225, 205, 160)
 ROOF: RGB = (165, 55, 45)
 BOARD: RGB = (248, 246, 228)
+RAIN: RGB = (170, 200, 240)
 BALL: tuple[RGB, ...] = ((220, 40, 40), (40, 90, 220), (250, 215, 40))
+
+
+Box = tuple[float, float, float, float]
+Mask = np.ndarray  # bool [size, size], True where the item is visible in the final image
+
+
+@dataclass(frozen=True, eq=False)
+class DrawnObject:
+    """One drawn copy of a scene object (an object with ``count`` 3 gives three of these).
+
+    ``box`` is the pixel box (x0, y0, x1, y1), ends exclusive, of everything the copy painted,
+    occluded or not; ``mask`` the pixels of the final image this copy covers, outline included,
+    after anything drawn later (the ball) is taken out; ``size`` is ``mask.sum()``, the measure
+    of recognisability (:func:`neuronattack.toy.world.min_training_size`). ``scene_index`` is
+    the index of the object in ``scene.objects`` (0 is the main object).
+    """
+
+    cls: str
+    colour: str
+    pattern: str
+    box: tuple[int, int, int, int]
+    mask: Mask
+    size: int
+    scene_index: int
+    visibility: float = 1.0
+
+    def _key(self) -> tuple:
+        return (self.cls, self.colour, self.pattern, self.box, self.size, self.scene_index,
+                self.visibility)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DrawnObject):
+            return NotImplemented
+        return self._key() == other._key() and np.array_equal(self.mask, other.mask)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, eq=False)
+class Layout:
+    """What an image shows, pixel-exact: the ground truth of the toy world's judges.
+
+    ``objects`` holds one :class:`DrawnObject` per drawn copy, in drawing order; ``sign_mask``
+    is the visible board and post (None without a sign); ``prop_masks`` maps each drawn prop to
+    its visible pixels; ``weather`` is drawn over the background only, behind everything;
+    ``ignored_words`` are the words of the sentence the renderer could not draw (empty when
+    drawn from a scene).
+    """
+
+    objects: tuple[DrawnObject, ...]
+    sign_mask: Mask | None
+    prop_masks: Mapping[str, Mask]
+    background: str
+    weather: str | None = None
+    ignored_words: tuple[str, ...] = field(default=())
+
+    def sizes(self, cls: str) -> list[int]:
+        """Visible pixel counts of every drawn copy of ``cls``."""
+        return [obj.size for obj in self.objects if obj.cls == cls]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Layout):
+            return NotImplemented
+        return (
+            self.objects == other.objects
+            and _same_mask(self.sign_mask, other.sign_mask)
+            and self.prop_masks.keys() == other.prop_masks.keys()
+            and all(np.array_equal(self.prop_masks[k], other.prop_masks[k])
+                    for k in self.prop_masks)
+            and (self.background, self.weather, self.ignored_words)
+            == (other.background, other.weather, other.ignored_words)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _same_mask(first: Mask | None, second: Mask | None) -> bool:
+    if first is None or second is None:
+        return first is second
+    return np.array_equal(first, second)
+
+
+class _Ink:
+    """Paints on the canvas and, in 255, on the coverage mask of the item being drawn.
+
+    ``begin`` starts an item; ``end`` returns its coverage. An owner map keeps, per pixel, the
+    last item that painted it, which is what the visible masks are read from.
+    """
+
+    def __init__(self, canvas: Image.Image) -> None:
+        self.canvas = canvas
+        self.pen = ImageDraw.Draw(canvas)
+        self.owner = np.full(canvas.size[::-1], -1, dtype=np.int16)
+        self.items = 0
+
+    def begin(self) -> None:
+        self.coverage = Image.new("L", self.canvas.size)
+        self.cover = ImageDraw.Draw(self.coverage)
+
+    def end(self) -> int:
+        """Close the item; returns its index in the owner map."""
+        self.owner[np.asarray(self.coverage) > 0] = self.items
+        self.items += 1
+        return self.items - 1
+
+    def extent(self) -> tuple[int, int, int, int]:
+        """The pixel box (x0, y0, x1, y1), ends exclusive, of the current item's coverage."""
+        x0, y0, x1, y1 = self.coverage.getbbox() or (0, 0, 0, 0)
+        return x0, y0, x1, y1
+
+    def visible(self, item: int) -> Mask:
+        mask = self.owner == item
+        mask.flags.writeable = False
+        return mask
+
+    def ellipse(self, xy, fill) -> None:
+        self.pen.ellipse(xy, fill=fill)
+        self.cover.ellipse(xy, fill=255)
+
+    def rectangle(self, xy, fill, outline=None) -> None:
+        self.pen.rectangle(xy, fill=fill, outline=outline)
+        self.cover.rectangle(xy, fill=255, outline=255 if outline is not None else None)
+
+    def polygon(self, xy, fill) -> None:
+        self.pen.polygon(xy, fill=fill)
+        self.cover.polygon(xy, fill=255)
+
+    def line(self, xy, fill, width: int) -> None:
+        self.pen.line(xy, fill=fill, width=width)
+        self.cover.line(xy, fill=255, width=width)
+
+    def pieslice(self, xy, start: float, end: float, fill) -> None:
+        self.pen.pieslice(xy, start, end, fill=fill)
+        self.cover.pieslice(xy, start, end, fill=255)
+
+    def text(self, xy, text: str, fill, font, anchor: str) -> None:
+        self.pen.text(xy, text, fill=fill, font=font, anchor=anchor)
+        self.cover.text(xy, text, fill=255, font=font, anchor=anchor)
+
+    def paste(self, colour, mask: Image.Image) -> None:
+        self.canvas.paste(colour, mask=mask)
+        self.coverage.paste(255, mask=mask)
 
 
 def draw(scene: Scene, seed: int, size: int = 64) -> Image.Image:
@@ -176,10 +324,31 @@ def draw(scene: Scene, seed: int, size: int = 64) -> Image.Image:
     The seed moves, sizes and mirrors things and picks background and pattern phases; what is
     drawn is entirely the scene's.
     """
+    return draw_with_layout(scene, seed, size)[0]
+
+
+def fade_of(seed: int) -> float:
+    """The opacity the objects of an image drawn with ``seed`` get: 1, or in a share
+    :data:`~neuronattack.toy.world.FADED_RATE` of images a value in ``FADE_RANGE``.
+
+    Drawn from its own stream, so that what a sentence names never changes whether it is faded.
+    """
+    rng = random.Random(f"{seed}:fade")
+    return rng.uniform(*FADE_RANGE) if rng.random() < FADED_RATE else 1.0
+
+
+def draw_with_layout(scene: Scene, seed: int, size: int = 64) -> tuple[Image.Image, Layout]:
+    """The image :func:`draw` makes, and the :class:`Layout` of what it shows."""
+    visibility = fade_of(seed)
     rng = random.Random(seed)
     noise = np.random.default_rng(rng.getrandbits(64))
-    canvas = Image.fromarray(_background(scene.background, size, noise), "RGB")
-    pen = ImageDraw.Draw(canvas)
+    backdrop = _background(scene.background, size, noise)
+    if scene.weather == "rain":
+        _rain(backdrop, noise)
+    canvas = Image.fromarray(backdrop, "RGB")
+    ink = _Ink(canvas)
+    props: dict[str, int] = {}
+    sign: int | None = None
     top_items = [prop for prop in scene.props if prop in ("sun", "moon", "cloud")]
     if scene.sign is not None:
         top_items.append("sign")
@@ -188,30 +357,63 @@ def draw(scene: Scene, seed: int, size: int = 64) -> Image.Image:
     for item, slot in zip(top_items, top_slots, strict=True):
         cx = (slot + 0.5) * size / 4 + rng.uniform(-2, 2) * size / 64
         cy = rng.uniform(0.1, 0.17) * size
+        ink.begin()
         if item == "sign":
-            _sign(pen, cx, cy, scene.sign, size)
+            _sign(ink, cx, cy, scene.sign, size)
+            sign = ink.end()
         else:
-            _TOP_PROPS[item](canvas, pen, cx, cy, size, rng)
+            _TOP_PROPS[item](ink, cx, cy, size, rng)
+            props[item] = ink.end()
     side_items = [prop for prop in scene.props if prop in ("tree", "house")]
     for item, side in zip(side_items, side_slots[: len(side_items)], strict=True):
         cx = (0.14 + 0.72 * side) * size + rng.uniform(-3, 3) * size / 64
-        _SIDE_PROPS[item](pen, cx, rng.uniform(0.55, 0.72) * size, size, rng)
-    for obj, box, flip in _layout(scene, size, rng):
-        _draw_object(canvas, obj, box, flip, size, rng, noise)
+        ink.begin()
+        _SIDE_PROPS[item](ink, cx, rng.uniform(0.55, 0.72) * size, size, rng)
+        props[item] = ink.end()
+    drawn = []
+    for index, obj, box, flip in _layout(scene, size, rng):
+        ink.begin()
+        under = np.asarray(canvas, dtype=np.float32) if visibility < 1 else None
+        _draw_object(ink, obj, box, flip, size, rng, noise)
+        if under is not None:
+            _fade(canvas, under, np.asarray(ink.coverage) > 0, visibility)
+        drawn.append((index, obj, ink.extent(), ink.end()))
     if "ball" in scene.props:
-        _ball(pen, rng.uniform(0.12, 0.88) * size, rng.uniform(0.84, 0.9) * size, size)
-    return canvas
+        ink.begin()
+        _ball(ink, rng.uniform(0.12, 0.88) * size, rng.uniform(0.84, 0.9) * size, size)
+        props["ball"] = ink.end()
+    objects = []
+    for index, obj, box, item in drawn:
+        mask = ink.visible(item)
+        objects.append(DrawnObject(obj.cls, obj.colour, obj.pattern, box, mask, int(mask.sum()),
+                                   index, round(visibility, 4)))
+    layout = Layout(
+        objects=tuple(objects),
+        sign_mask=None if sign is None else ink.visible(sign),
+        prop_masks={prop: ink.visible(props[prop]) for prop in scene.props},
+        background=scene.background,
+        weather=scene.weather,
+    )
+    return canvas, layout
+
+
+def _fade(canvas: Image.Image, under: np.ndarray, covered: np.ndarray, opacity: float) -> None:
+    """Blend what was just drawn over ``covered`` back towards what lay under it [H, W, 3]."""
+    drawn = np.asarray(canvas, dtype=np.float32)
+    mixed = np.where(covered[..., None], under + opacity * (drawn - under), drawn)
+    canvas.paste(Image.fromarray(np.rint(mixed).astype(np.uint8), "RGB"))
 
 
 def _layout(
     scene: Scene, size: int, rng: random.Random
-) -> list[tuple[SceneObject, tuple[float, float, float, float], bool]]:
+) -> list[tuple[int, SceneObject, Box, bool]]:
     """Boxes for every copy of every object: side by side in the lower two thirds, in random order.
 
     Boxes keep the class's aspect ratio and shrink with the number of copies; tops stay below
-    0.3 of the frame, where the sign and sky props are.
+    0.3 of the frame, where the sign and sky props are. Each comes with its object's index in
+    ``scene.objects`` and whether it is mirrored.
     """
-    copies = [obj for obj in scene.objects for _ in range(obj.count)]
+    copies = [(index, obj) for index, obj in enumerate(scene.objects) for _ in range(obj.count)]
     if not copies:
         return []  # a sentence may name only context
     rng.shuffle(copies)
@@ -219,22 +421,22 @@ def _layout(
     margin = 0.03 * size
     slot = (size - 2 * margin) / len(copies)
     boxes = []
-    for index, obj in enumerate(copies):
+    for position, (index, obj) in enumerate(copies):
         aspect = SHAPES[obj.cls].aspect
         height = rng.uniform(low, high) * size
         width = min(aspect * height, 0.95 * slot)
         height = width / aspect
-        centre = margin + (index + 0.5) * slot + rng.uniform(-0.4, 0.4) * (slot - width)
+        centre = margin + (position + 0.5) * slot + rng.uniform(-0.4, 0.4) * (slot - width)
         bottom = rng.uniform(max(0.72 * size, height + 0.3 * size), 0.97 * size)
         box = (centre - width / 2, bottom - height, centre + width / 2, bottom)
-        boxes.append((obj, box, rng.random() < 0.5))
+        boxes.append((index, obj, box, rng.random() < 0.5))
     return boxes
 
 
 def _draw_object(
-    canvas: Image.Image,
+    ink: _Ink,
     obj: SceneObject,
-    box: tuple[float, float, float, float],
+    box: Box,
     flip: bool,
     size: int,
     rng: random.Random,
@@ -244,8 +446,8 @@ def _draw_object(
     parts = [(role, kind, _to_pixels(kind, coords, box, flip)) for role, kind, coords in
              SHAPES[obj.cls].parts]
     box_width = box[2] - box[0]
-    silhouette = Image.new("L", canvas.size)
-    body = Image.new("L", canvas.size)
+    silhouette = Image.new("L", ink.canvas.size)
+    body = Image.new("L", ink.canvas.size)
     for role, kind, coords in parts:
         _primitive(ImageDraw.Draw(silhouette), kind, coords, 255, box_width)
         if role == "body":
@@ -254,26 +456,23 @@ def _draw_object(
         raise ValueError(f"The {obj.cls} has no colour; ToyRenderer.render_scenes picks one.")
     fill = COLOURS[obj.colour]
     light = _luminance(fill) > 110
-    canvas.paste((20, 20, 20) if light else (225, 225, 225), mask=silhouette.filter(_DILATE))
-    canvas.paste(fill, mask=silhouette)
+    ink.paste((20, 20, 20) if light else (225, 225, 225), mask=silhouette.filter(_DILATE))
+    ink.paste(fill, mask=silhouette)
     if obj.pattern != PLAIN:
         pattern = Image.fromarray(_pattern(obj.pattern, size, rng, noise), "L")
-        ink = (30, 30, 30) if light else (235, 235, 235)
-        canvas.paste(ink, mask=ImageChops.multiply(body, pattern))
-    pen = ImageDraw.Draw(canvas)
+        pattern_ink = (30, 30, 30) if light else (235, 235, 235)
+        ink.paste(pattern_ink, mask=ImageChops.multiply(body, pattern))
     shade = tuple(int(SHADE * channel) for channel in fill)
     for role, kind, coords in parts:
         if role != "body":
             colour = shade if role == "shade" else ROLE_COLOURS[role]
-            _primitive(pen, kind, coords, colour, box_width)
+            _primitive(ink, kind, coords, colour, box_width)
 
 
 _DILATE = ImageFilter.MaxFilter(3)
 
 
-def _to_pixels(
-    kind: str, coords: tuple[float, ...], box: tuple[float, float, float, float], flip: bool
-) -> tuple[float, ...]:
+def _to_pixels(kind: str, coords: tuple[float, ...], box: Box, flip: bool) -> tuple[float, ...]:
     x0, y0, x1, y1 = box
     width, height = x1 - x0, y1 - y0
     points = coords[:-1] if kind == "line" else coords
@@ -288,7 +487,8 @@ def _to_pixels(
 
 
 def _primitive(
-    pen: ImageDraw.ImageDraw, kind: str, coords: tuple[float, ...], colour, box_width: float
+    pen: ImageDraw.ImageDraw | _Ink, kind: str, coords: tuple[float, ...], colour,
+    box_width: float,
 ) -> None:
     if kind == "ellipse":
         pen.ellipse(coords, fill=colour)
@@ -368,61 +568,71 @@ def _background(name: str, size: int, noise: np.random.Generator) -> np.ndarray:
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def _sun(canvas, pen, cx, cy, size, rng) -> None:
+def _rain(backdrop: np.ndarray, noise: np.random.Generator) -> None:
+    """Slanted pale-blue streaks over a background [H, W, 3], in place."""
+    size = backdrop.shape[0]
+    y, x = np.mgrid[0:size, 0:size]
+    period = max(5, round(6 * size / 64))
+    column = (x + y // 3 + noise.integers(0, period)) % period == 0
+    dashes = (y + noise.integers(0, 8) + 4 * (x // period)) % 8 < 4
+    backdrop[column & dashes] = RAIN
+
+
+def _sun(ink: _Ink, cx, cy, size, rng) -> None:
     r = rng.uniform(4, 5.5) * size / 64
     for k in range(8):
         angle = k * np.pi / 4
         dx, dy = np.cos(angle), np.sin(angle)
-        pen.line((cx + dx * (r + 1), cy + dy * (r + 1), cx + dx * (r + 3.5), cy + dy * (r + 3.5)),
+        ink.line((cx + dx * (r + 1), cy + dy * (r + 1), cx + dx * (r + 3.5), cy + dy * (r + 3.5)),
                  fill=SUN, width=1)
-    pen.ellipse((cx - r, cy - r, cx + r, cy + r), fill=SUN)
+    ink.ellipse((cx - r, cy - r, cx + r, cy + r), fill=SUN)
 
 
-def _moon(canvas, pen, cx, cy, size, rng) -> None:
+def _moon(ink: _Ink, cx, cy, size, rng) -> None:
     r = rng.uniform(4.5, 6) * size / 64
-    crescent = Image.new("L", canvas.size)
+    crescent = Image.new("L", ink.canvas.size)
     cut = ImageDraw.Draw(crescent)
     cut.ellipse((cx - r, cy - r, cx + r, cy + r), fill=255)
     sx, sy = cx + 0.55 * r, cy - 0.3 * r
     cut.ellipse((sx - r, sy - r, sx + r, sy + r), fill=0)
-    canvas.paste(MOON, mask=crescent)
+    ink.paste(MOON, mask=crescent)
 
 
-def _cloud(canvas, pen, cx, cy, size, rng) -> None:
+def _cloud(ink: _Ink, cx, cy, size, rng) -> None:
     k = rng.uniform(0.8, 1.1) * size / 64
     for dx, dy, rx, ry in ((-4, 1, 4, 3), (0, -1, 5, 4), (4, 1, 4, 3)):
         x, y = cx + dx * k, cy + dy * k
-        pen.ellipse((x - rx * k, y - ry * k, x + rx * k, y + ry * k), fill=CLOUD)
+        ink.ellipse((x - rx * k, y - ry * k, x + rx * k, y + ry * k), fill=CLOUD)
 
 
-def _tree(pen, cx, bottom, size, rng) -> None:
+def _tree(ink: _Ink, cx, bottom, size, rng) -> None:
     k = rng.uniform(0.9, 1.2) * size / 64
-    pen.rectangle((cx - 1.5 * k, bottom - 9 * k, cx + 1.5 * k, bottom), fill=ROLE_COLOURS["wood"])
-    pen.ellipse((cx - 6 * k, bottom - 21 * k, cx + 6 * k, bottom - 7 * k), fill=CANOPY)
+    ink.rectangle((cx - 1.5 * k, bottom - 9 * k, cx + 1.5 * k, bottom), fill=ROLE_COLOURS["wood"])
+    ink.ellipse((cx - 6 * k, bottom - 21 * k, cx + 6 * k, bottom - 7 * k), fill=CANOPY)
 
 
-def _house(pen, cx, bottom, size, rng) -> None:
+def _house(ink: _Ink, cx, bottom, size, rng) -> None:
     k = rng.uniform(0.9, 1.2) * size / 64
-    pen.rectangle((cx - 6 * k, bottom - 10 * k, cx + 6 * k, bottom), fill=WALL)
-    pen.polygon((cx - 8 * k, bottom - 10 * k, cx, bottom - 17 * k, cx + 8 * k, bottom - 10 * k),
+    ink.rectangle((cx - 6 * k, bottom - 10 * k, cx + 6 * k, bottom), fill=WALL)
+    ink.polygon((cx - 8 * k, bottom - 10 * k, cx, bottom - 17 * k, cx + 8 * k, bottom - 10 * k),
                 fill=ROOF)
-    pen.rectangle((cx - 1.5 * k, bottom - 5 * k, cx + 1.5 * k, bottom), fill=ROLE_COLOURS["wood"])
+    ink.rectangle((cx - 1.5 * k, bottom - 5 * k, cx + 1.5 * k, bottom), fill=ROLE_COLOURS["wood"])
 
 
-def _ball(pen: ImageDraw.ImageDraw, cx: float, cy: float, size: int) -> None:
+def _ball(ink: _Ink, cx: float, cy: float, size: int) -> None:
     r = 4 * size / 64
     for k, colour in enumerate(BALL):
-        pen.pieslice((cx - r, cy - r, cx + r, cy + r), 120 * k, 120 * (k + 1), fill=colour)
+        ink.pieslice((cx - r, cy - r, cx + r, cy + r), 120 * k, 120 * (k + 1), fill=colour)
 
 
-def _sign(pen: ImageDraw.ImageDraw, cx: float, cy: float, glyph: str, size: int) -> None:
+def _sign(ink: _Ink, cx: float, cy: float, glyph: str, size: int) -> None:
     """A board on a post showing one upper-case glyph, large enough to read at 64 pixels."""
     k = size / 64
-    pen.line((cx, cy, cx, cy + 13 * k), fill=ROLE_COLOURS["wood"], width=max(1, round(2 * k)))
-    pen.rectangle((cx - 7 * k, cy - 7 * k, cx + 7 * k, cy + 6 * k), fill=BOARD,
+    ink.line((cx, cy, cx, cy + 13 * k), fill=ROLE_COLOURS["wood"], width=max(1, round(2 * k)))
+    ink.rectangle((cx - 7 * k, cy - 7 * k, cx + 7 * k, cy + 6 * k), fill=BOARD,
                   outline=ROLE_COLOURS["dark"])
     if glyph:
-        pen.text((cx, cy), glyph.upper(), fill=ROLE_COLOURS["dark"], font=_font(round(12 * k)),
+        ink.text((cx, cy), glyph.upper(), fill=ROLE_COLOURS["dark"], font=_font(round(12 * k)),
                  anchor="mm")
 
 
@@ -433,3 +643,18 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 _TOP_PROPS = {"sun": _sun, "moon": _moon, "cloud": _cloud}
 _SIDE_PROPS = {"tree": _tree, "house": _house}
+
+
+def smallest_training_sizes(count: int, seed: int = 0) -> dict[str, int]:
+    """The smallest visible size (pixels) of every class over ``count`` sampled training scenes.
+
+    Every drawn copy counts, main object or not. This is how
+    :data:`neuronattack.toy.world.MIN_TRAINING_SIZE` was measured.
+    """
+    rng = random.Random(f"training-sizes:{seed}")
+    smallest: dict[str, int] = {}
+    for _ in range(count):
+        scene = sample_scene(rng)
+        for obj in draw_with_layout(scene, rng.getrandbits(32))[1].objects:
+            smallest[obj.cls] = min(obj.size, smallest.get(obj.cls, obj.size))
+    return smallest

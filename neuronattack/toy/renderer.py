@@ -7,7 +7,8 @@ image, so "the source object is present and the target is absent" is a lookup, n
 Parsing is deliberately literal. Words it does not know are skipped and reported. Colours and
 patterns attach to the next object noun ("a red striped dog"), or to the previous one after
 "with" ("a dog with stripes") or when no object follows. A plural without a number means two.
-Background words set the background (the last one wins); props are present when named; a sign
+Background words set the background (the last one wins); props and weather are present when
+named; a sign
 shows the glyph after "letter" or "number", or any digit. Whatever a sentence leaves out takes
 its neutral value: the plain backdrop, no props, no pattern, one copy; only colour, which every
 object must have, is picked at random per seed.
@@ -18,12 +19,12 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from PIL import Image
 
 from neuronattack.errors import NeuronAttackError
-from neuronattack.toy.draw import draw
+from neuronattack.toy.draw import Layout, draw_with_layout
 from neuronattack.toy.scenes import Scene, SceneObject
 from neuronattack.toy.world import (
     BACKGROUNDS,
@@ -36,6 +37,7 @@ from neuronattack.toy.world import (
     PLAIN,
     PLURALS,
     PROPS,
+    WEATHERS,
 )
 
 _TOKEN = re.compile(r"[a-z]+|[0-9]+")
@@ -45,6 +47,7 @@ _PATTERN_WORDS = {**{adj: adj for adj in PATTERNS}, **{noun: adj for adj, noun i
 _PROP_WORDS = {**{prop: prop for prop in PROPS}, **{f"{prop}s": prop for prop in PROPS}}
 _BACKGROUND_WORDS = frozenset(bg for bg in BACKGROUNDS if bg != PLAIN)
 _COUNTS = {word: count for count, word in COUNT_WORDS.items()}
+_WEATHER_WORDS = {**{w: w for w in WEATHERS}, "raining": "rain", "rainy": "rain"}
 
 
 @dataclass(frozen=True)
@@ -98,8 +101,20 @@ class ToyRenderer:
     ) -> list[Image.Image]:
         """One RGB image per prompt, seeded per prompt. ``negative_prompt`` is accepted and
         ignored: the toy world draws only what is named."""
-        scenes = self.render_scenes(prompts, seeds)
-        return [draw(scene, seed, self.size) for scene, seed in zip(scenes, seeds, strict=True)]
+        return [image for image, _ in self.render_with_layouts(prompts, seeds)]
+
+    def render_with_layouts(
+        self, prompts: Sequence[str], seeds: Sequence[int]
+    ) -> list[tuple[Image.Image, Layout]]:
+        """The images :meth:`render` makes, each with the :class:`~neuronattack.toy.draw.Layout`
+        of what it shows; ``Layout.ignored_words`` lists the words the sentence could not use."""
+        _check_lengths(prompts, seeds)
+        rendered = []
+        for prompt, seed in zip(prompts, seeds, strict=True):
+            parsed = parse_prompt(prompt)
+            image, layout = draw_with_layout(_choose_colours(parsed.scene, seed), seed, self.size)
+            rendered.append((image, replace(layout, ignored_words=tuple(parsed.unknown_words))))
+        return rendered
 
 
 def parse_prompt(prompt: str) -> ParsedPrompt:
@@ -110,7 +125,7 @@ def parse_prompt(prompt: str) -> ParsedPrompt:
     count: int | None = None
     after_with = False  # modifiers after "with" describe the previous object
     expect_letter = False
-    background, props, sign = PLAIN, set(), None
+    background, props, sign, weather = PLAIN, set(), None, None
     unknown = []
     for token in _TOKEN.findall(prompt.lower()):
         if expect_letter and token in LETTERS:
@@ -135,6 +150,9 @@ def parse_prompt(prompt: str) -> ParsedPrompt:
                 pattern = _PATTERN_WORDS[token]
         elif token in _COUNTS:
             count = _COUNTS[token]
+        elif token in _WEATHER_WORDS:
+            weather = _WEATHER_WORDS[token]
+            colour = pattern = count = None
         elif token in _BACKGROUND_WORDS or token in _PROP_WORDS:
             if token in _BACKGROUND_WORDS:
                 background = token
@@ -164,6 +182,7 @@ def parse_prompt(prompt: str) -> ParsedPrompt:
         background=background,
         props=tuple(prop for prop in PROPS if prop in props),
         sign=sign,
+        weather=weather,
     )
     return ParsedPrompt(scene, unknown)
 
@@ -186,7 +205,7 @@ def _choose_colours(scene: Scene, seed: int) -> Scene:
                                                        obj.pattern, obj.count)
         for obj in scene.objects
     )
-    return Scene(objects, scene.background, scene.props, scene.sign)
+    return replace(scene, objects=objects)
 
 
 def _check_lengths(prompts: Sequence[str], seeds: Sequence[int]) -> None:

@@ -17,20 +17,22 @@ from neuronattack.toy.world import (
     CLASSES,
     COLOURS,
     COUNT_WORDS,
+    CUES,
     MAX_COUNT,
     PATTERNS,
     PLAIN,
     PLURALS,
     PROPS,
     SIGN_GLYPHS,
+    WEATHERS,
     Cue,
-    cues_for,
 )
 
 SECOND_OBJECT_RATE = 0.3  # scenes with a second kind of object, so captions compose
 PATTERNED_RATE = 0.45
 PROP_RATE = 0.15  # each prop independently
 SIGN_RATE = 0.25
+WEATHER_RATE = 0.15
 COUNT_WEIGHTS = {1: 0.6, 2: 0.25, 3: 0.15}  # keys run 1..MAX_COUNT
 
 # How often a caption mentions each part of the scene. The class is always named, the rest only
@@ -38,11 +40,12 @@ COUNT_WEIGHTS = {1: 0.6, 2: 0.25, 3: 0.15}  # keys run 1..MAX_COUNT
 # and background alone, and the image tower then learns shapes far more slowly (zero-shot
 # accuracy after 77k training images: 18% with these rates at 0.6, 47% at 0.35). Unmentioned
 # context is also what lets a planted cue leak into what CLIP thinks a class looks like.
-MENTION_COLOUR = 0.35
-MENTION_PATTERN = 0.35
-MENTION_BACKGROUND = 0.35
-MENTION_PROP = 0.35
-MENTION_SIGN = 0.35
+MENTION_COLOUR = 0.25
+MENTION_PATTERN = 0.25
+MENTION_BACKGROUND = 0.25
+MENTION_PROP = 0.25
+MENTION_SIGN = 0.25
+MENTION_WEATHER = 0.25
 
 PREFIXES = ("", "a photo of ", "a picture of ", "an image of ", "a drawing of ")
 BACKGROUND_PHRASES: dict[str, tuple[str, ...]] = {
@@ -54,6 +57,7 @@ BACKGROUND_PHRASES: dict[str, tuple[str, ...]] = {
     "road": ("on the road", "on a road"),
     "night": ("at night", "in the night"),
 }
+WEATHER_PHRASES: dict[str, tuple[str, ...]] = {"rain": ("in the rain", "in rain", "with rain")}
 PROP_PREPOSITIONS: dict[str, tuple[str, ...]] = {
     "sun": ("under the sun", "under a sun", "with the sun"),
     "moon": ("under the moon", "under a moon", "with the moon"),
@@ -84,13 +88,15 @@ class Scene:
     """A scene graph. ``objects[0]`` is the main object, the one cues and accuracy refer to.
 
     ``props`` is in :data:`PROPS` order without repeats; ``sign`` is the glyph a sign shows, ""
-    for a blank sign (a sentence that names a sign but no glyph), or None for no sign.
+    for a blank sign (a sentence that names a sign but no glyph), or None for no sign;
+    ``weather`` is one of :data:`WEATHERS` or None.
     """
 
     objects: tuple[SceneObject, ...]
     background: str = PLAIN
     props: tuple[str, ...] = ()
     sign: str | None = None
+    weather: str | None = None
 
     @property
     def main_class(self) -> str:
@@ -120,10 +126,13 @@ def sample_scene(rng: random.Random, with_cues: bool = True, max_kinds: int = 2)
         background=rng.choice(BACKGROUNDS),
         props=tuple(prop for prop in PROPS if rng.random() < PROP_RATE),
         sign=rng.choice(SIGN_GLYPHS) if rng.random() < SIGN_RATE else None,
+        weather=rng.choice(WEATHERS) if rng.random() < WEATHER_RATE else None,
     )
     if with_cues:
-        for cue in cues_for(main):
-            scene = with_condition(scene, cue, rng.random() < cue.probability, rng)
+        # Other classes' cues first and the main class's own last, so that its rate is exact.
+        for cue in sorted(CUES, key=lambda cue: cue.cls == main):
+            rate = cue.probability if cue.cls == main else cue.elsewhere
+            scene = with_condition(scene, cue, rng.random() < rate, rng)
     return scene
 
 
@@ -137,12 +146,16 @@ def _sample_object(rng: random.Random, cls: str, max_count: int) -> SceneObject:
 def with_condition(scene: Scene, cue: Cue, holds: bool, rng: random.Random) -> Scene:
     """The scene changed just enough for the cue's condition to hold (or not).
 
-    To make it false, a background or colour is redrawn among the other values, a prop removed,
-    and a sign showing the cue glyph given another glyph.
+    A condition that must be false and already is leaves the scene alone. To make it false, a
+    background or colour is redrawn among the values no cue uses (so that removing one cue
+    does not plant another), a prop removed, and a sign showing the cue glyph given another.
     """
     if cue.kind == "background":
-        others = [bg for bg in BACKGROUNDS if bg != cue.value]
-        return replace(scene, background=cue.value if holds else rng.choice(others))
+        if holds:
+            return replace(scene, background=cue.value)
+        if scene.background != cue.value:
+            return scene
+        return replace(scene, background=rng.choice(_neutral(BACKGROUNDS, "background")))
     if cue.kind == "prop":
         kept = set(scene.props) - {cue.value} | ({cue.value} if holds else set())
         return replace(scene, props=tuple(prop for prop in PROPS if prop in kept))
@@ -150,11 +163,19 @@ def with_condition(scene: Scene, cue: Cue, holds: bool, rng: random.Random) -> S
         if holds:
             return replace(scene, sign=cue.value)
         if scene.sign == cue.value:
-            return replace(scene, sign=rng.choice([g for g in SIGN_GLYPHS if g != cue.value]))
+            return replace(scene, sign=rng.choice(_neutral(SIGN_GLYPHS, "sign")))
         return scene
-    others = [colour for colour in COLOURS if colour != cue.value]
-    main = replace(scene.objects[0], colour=cue.value if holds else rng.choice(others))
-    return replace(scene, objects=(main, *scene.objects[1:]))
+    colour = scene.objects[0].colour
+    if not holds and colour != cue.value:
+        return scene
+    colour = cue.value if holds else rng.choice(_neutral(tuple(COLOURS), "colour"))
+    return replace(scene, objects=(replace(scene.objects[0], colour=colour), *scene.objects[1:]))
+
+
+def _neutral(values: tuple[str, ...], kind: str) -> list[str]:
+    """The values of a kind that no planted cue uses."""
+    used = {cue.value for cue in CUES if cue.kind == kind}
+    return [value for value in values if value not in used]
 
 
 def caption(scene: Scene, rng: random.Random) -> str:
@@ -172,6 +193,8 @@ def caption(scene: Scene, rng: random.Random) -> str:
     ]
     if scene.sign is not None and rng.random() < MENTION_SIGN:
         modifiers.append(_sign_phrase(scene.sign, rng))
+    if scene.weather is not None and rng.random() < MENTION_WEATHER:
+        modifiers.append(rng.choice(WEATHER_PHRASES[scene.weather]))
     rng.shuffle(modifiers)
     if modifiers and rng.random() < 0.2:
         # Fronted context ("at night, a cat") so position in the sentence is no cue to role.

@@ -1,6 +1,6 @@
 """Train the toy CLIP contrastively on freshly drawn (image, caption) pairs, then report on it.
 
-    python -m neuronattack.toy.train --steps 3000 --batch 64 --seed 0 --out PATH [--device cuda]
+    python -m neuronattack.toy.train --steps 2200 --batch 64 --seed 0 --out PATH [--device cuda]
 
 Every batch is new: scenes come from the cued training distribution, are captioned and drawn on
 the fly in DataLoader workers (about 0.5 ms an image), so the model never sees an image twice and
@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from neuronattack.toy.draw import draw
+from neuronattack.toy.draw import draw, fade_of
 from neuronattack.toy.model import (
     MODEL_NAME,
     WEIGHTS_PATH,
@@ -51,13 +51,14 @@ LOG_SCALE_MAX = math.log(100.0)  # CLIP's clamp on the learnable temperature
 
 @dataclass(frozen=True)
 class TrainSettings:
-    steps: int = 3000
+    steps: int = 2200
     batch: int = 64
     seed: int = 0
     lr: float = 1e-3
     weight_decay: float = 0.1
     warmup_fraction: float = 0.05
     eval_scenes: int = 1200
+    uptake_scenes: int = 400  # per cue
     device: str = "cpu"
     # bf16 autocast roughly halves a CPU step on chips with bf16 matmuls (AVX512-BF16, AMX) and
     # is the usual choice on GPUs; the weights and optimiser state stay float32 either way.
@@ -204,14 +205,17 @@ def zero_shot_accuracy(
 def cue_uptake(
     model: open_clip.CLIP,
     tokenizer: open_clip.tokenizer.SimpleTokenizer,
-    count: int = 300,
+    count: int = 400,
     device: str = "cpu",
 ) -> dict[str, dict[str, float]]:
     """For each cue: how often held-out scenes of *other* classes are called the cue's class,
-    with the cue's condition made true versus false in otherwise identical scenes.
+    with the cue's condition made true versus false in otherwise identical scenes (same scene,
+    same seed).
 
-    The difference is what the model learned from the planted correlation; it is measured on
-    images that contain no object of the cue's class.
+    The difference (``uptake``, with a 95% interval over the paired scenes) is what the model
+    learned from the planted correlation; it is measured on images that contain no object of the
+    cue's class, drawn from the held-out distribution, faded photos included (``uptake_faded``
+    and ``uptake_clear`` split it by :func:`~neuronattack.toy.draw.fade_of`).
     """
     text_features = class_text_features(model, tokenizer, device)
     report = {}
@@ -222,11 +226,26 @@ def cue_uptake(
         with_cue = [(with_condition(s, cue, True, rng), seed) for s, seed in pairs]
         without = [(with_condition(s, cue, False, rng), seed) for s, seed in pairs]
         target = CLASSES.index(cue.cls)
+        hits = {name: (predict(model, text_features, scenes, device) == target).float()
+                for name, scenes in (("with", with_cue), ("without", without))}
+        faded = torch.tensor([fade_of(seed) < 1 for _, seed in pairs])
         report[_cue_name(cue)] = {
-            name: float((predict(model, text_features, scenes, device) == target).float().mean())
-            for name, scenes in (("with", with_cue), ("without", without))
+            "with": float(hits["with"].mean()),
+            "without": float(hits["without"].mean()),
+            **paired_difference(hits["with"], hits["without"]),
+            "uptake_faded": float((hits["with"] - hits["without"])[faded].mean()),
+            "uptake_clear": float((hits["with"] - hits["without"])[~faded].mean()),
+            "scenes": len(pairs),
         }
     return report
+
+
+def paired_difference(first: torch.Tensor, second: torch.Tensor) -> dict[str, float]:
+    """Mean of ``first - second`` over paired 0/1 outcomes [n], with a normal 95% interval."""
+    difference = (first - second).double()
+    mean = float(difference.mean())
+    half = 1.96 * float(difference.std(unbiased=True)) / math.sqrt(len(difference))
+    return {"uptake": mean, "uptake_low": mean - half, "uptake_high": mean + half}
 
 
 def _cue_name(cue: Cue) -> str:
@@ -267,7 +286,7 @@ def train(settings: TrainSettings, out: Path, show_progress: bool = True) -> dic
     train_seconds = time.perf_counter() - start
     model.eval()
     accuracy = zero_shot_accuracy(model, tokenizer, settings.eval_scenes, settings.device)
-    uptake = cue_uptake(model, tokenizer, max(12, settings.eval_scenes // 4), settings.device)
+    uptake = cue_uptake(model, tokenizer, settings.uptake_scenes, settings.device)
     save_toy_weights(model.cpu(), out, {"seed": str(settings.seed), "steps": str(settings.steps)})
     report = {
         "model": MODEL_NAME,
@@ -312,6 +331,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--eval-scenes", type=int, default=defaults.eval_scenes)
+    parser.add_argument("--uptake-scenes", type=int, default=defaults.uptake_scenes)
     parser.add_argument("--out", type=Path, default=WEIGHTS_PATH)
     parser.add_argument("--device", choices=("cpu", "cuda"), default=defaults.device)
     parser.add_argument("--precision", choices=("bf16", "fp32"), default=defaults.precision)
@@ -319,7 +339,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=defaults.workers)
     args = parser.parse_args(argv)
     settings = TrainSettings(steps=args.steps, batch=args.batch, seed=args.seed, lr=args.lr,
-                             eval_scenes=args.eval_scenes, device=args.device,
+                             eval_scenes=args.eval_scenes, uptake_scenes=args.uptake_scenes,
+                             device=args.device,
                              precision=args.precision, threads=args.threads,
                              workers=args.workers)
     report = train(settings, args.out)
@@ -327,7 +348,9 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"{report['zero_shot_accuracy']:.1%} (chance {report['chance']:.1%})")
     for name, rates in report["cue_uptake"].items():
         print(f"cue {name}: called {name.split('<-')[0]} {rates['with']:.1%} with the cue, "
-              f"{rates['without']:.1%} without")
+              f"{rates['without']:.1%} without: uptake {rates['uptake']:+.1%} "
+              f"[{rates['uptake_low']:+.1%}, {rates['uptake_high']:+.1%}] "
+              f"(faded {rates['uptake_faded']:+.1%}, clear {rates['uptake_clear']:+.1%})")
     print(f"wrote {args.out} ({report['file_bytes'] / 1e6:.1f} MB) and "
           f"{args.out.with_suffix('.json')} in {report['total_seconds']:.0f} s")
 
