@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
@@ -179,6 +180,7 @@ class ImageBatches(Iterator[ImageBatch]):
         batch_size: int,
         start: int = 0,
         num_workers: int = 0,
+        stop: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise NeuronAttackError(f"Batch size must be 1 or more, got {batch_size}.")
@@ -187,13 +189,14 @@ class ImageBatches(Iterator[ImageBatch]):
                 f"Cannot resume at image {start:,}: the set has {len(image_set):,} images; "
                 "check that the run is resuming over the same image set."
             )
+        stop = len(image_set) if stop is None else min(stop, len(image_set))
         self._image_set = image_set
         self._skipped_indices: list[int] = []
         loader = DataLoader(
             _ImageFiles(image_set, transform),
             batch_size=batch_size,
             # Sampling from `start` means earlier files are never opened, so resuming is cheap.
-            sampler=range(start, len(image_set)),
+            sampler=range(start, stop),
             num_workers=num_workers,
             collate_fn=_collate_readable,
         )
@@ -226,13 +229,15 @@ def iter_batches(
     batch_size: int,
     start: int = 0,
     num_workers: int = 0,
+    stop: int | None = None,
 ) -> ImageBatches:
-    """Batches of ``image_set`` from index ``start`` on, in order; see ``ImageBatches``.
+    """Batches of ``image_set`` from index ``start`` up to ``stop``, in order; see ``ImageBatches``.
 
     ``transform`` receives an RGB PIL image (e.g. open_clip's preprocess) and returns [3, H, W].
     ``num_workers`` is passed to the DataLoader; 0 decodes in this process.
     """
-    return ImageBatches(image_set, transform, batch_size, start=start, num_workers=num_workers)
+    return ImageBatches(image_set, transform, batch_size, start=start, num_workers=num_workers,
+                        stop=stop)
 
 
 class _ImageFiles(Dataset):
@@ -257,9 +262,21 @@ def _open_rgb(path: Path) -> Image.Image | None:
     try:
         with Image.open(path) as image:
             # convert() forces the full decode, so truncation surfaces here and not in transform.
-            return image.convert("RGB")
+            return to_rgb(image)
     except _DECODE_ERRORS:
         return None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB. PIL's own conversion clips 16- and 32-bit grey levels at 255, which turns a
+    16-bit PNG white; those are scaled to 0..255 instead."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        levels = np.asarray(image, dtype=np.float64)  # [H, W]
+        # "I" also holds 16-bit PNGs; wider values (rare) are scaled by their own maximum.
+        top = 65535.0 if image.mode != "I" or levels.max(initial=0) <= 65535 else levels.max()
+        grey = np.clip(np.rint(levels * (255.0 / top)), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    return image.convert("RGB")
 
 
 def _collate_readable(

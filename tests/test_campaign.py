@@ -139,7 +139,7 @@ def test_every_config_error_is_reported_with_its_line_and_a_fix():
     assert message.startswith("broken.toml has 7 problems:")
     for expected in (
         "line 2: unknown key [run] devise; did you mean device?",
-        "line 8: [attack] n must be a positive integer, got -3; e.g. n = 32",
+        "line 8: [attack] n must be an integer from 1 to 100,000, got -3; e.g. n = 32",
         "line 9: [attack] seeds lists a seed twice",
         "line 10: [attack] arms names unknown arm 'metod' (did you mean method?)",
         "line 13: [generator] size must be a positive multiple of 16",
@@ -150,7 +150,7 @@ def test_every_config_error_is_reported_with_its_line_and_a_fix():
 
 
 def test_config_structure_errors():
-    text = 'clip = "x"\n[modle]\nclip = "y"\n[pairs]\nset = "cifar10-all"\nclasses = ["a", "b"]\n'
+    text = 'clip = "toy"\n[modle]\nclip = "y"\n[pairs]\nset = "cifar10-all"\nclasses = ["a", "b"]\n'
     with pytest.raises(NeuronAttackError) as caught:
         parse_campaign(text, "c.toml")
     message = str(caught.value)
@@ -161,12 +161,12 @@ def test_config_structure_errors():
         parse_campaign('[run]\nout = "x\n', "c.toml")
     with pytest.raises(NeuronAttackError, match=r"set cifar10-all needs classes that .*"
                                                 r"classes = \"cifar10\""):
-        parse_campaign('[model]\nclip = "x"\n[pairs]\nset = "cifar10-all"\n', "c.toml")
+        parse_campaign('[model]\nclip = "toy"\n[pairs]\nset = "cifar10-all"\n', "c.toml")
     with pytest.raises(NeuronAttackError, match=r"line 3: \[model\] atlas .* holds no atlas"):
-        parse_campaign('[model]\nclip = "x"\natlas = "/nowhere"\n[pairs]\nset = "toy-all"\n'
+        parse_campaign('[model]\nclip = "toy"\natlas = "/nowhere"\n[pairs]\nset = "toy-all"\n'
                        '[judges]\nclasses = "toy"\n', "c.toml")
     with pytest.raises(NeuronAttackError, match=r"line 4: \[model\] images must be an existing"):
-        parse_campaign('[model]\nclip = "x"\natlas = "/nowhere"\nimages = "/nowhere/either"\n'
+        parse_campaign('[model]\nclip = "toy"\natlas = "/nowhere"\nimages = "/nowhere/either"\n'
                        '[pairs]\nset = "toy-all"\n[judges]\nclasses = "toy"\n', "c.toml")
 
 
@@ -180,7 +180,7 @@ def test_example_configs_are_valid(environment, tmp_path):
     tiny = load_campaign(tiny_config(environment, tmp_path / "tiny"))
     assert tiny.pairs == (("cat", "dog"), ("dog", "cat"), ("ship", "airplane"))
     assert tiny.negative_prompt is None and tiny.generator.size == 32
-    among = parse_campaign('[model]\nclip = "x"\n[judges]\nclasses = "cifar10"\n[pairs]\n'
+    among = parse_campaign('[model]\nclip = "toy"\n[judges]\nclasses = "cifar10"\n[pairs]\n'
                            'classes = ["Cat", "dog", "ship"]\n', "among.toml")
     assert among.pairs == (("cat", "dog"), ("cat", "ship"), ("dog", "cat"), ("dog", "ship"),
                            ("ship", "cat"), ("ship", "dog"))

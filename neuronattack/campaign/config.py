@@ -64,10 +64,12 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
     import tomli as tomllib
 
+from neuronattack import outdir, validation
 from neuronattack.attack.run import ARMS, DEFAULT_NEGATIVE, AttackSettings, slug
 from neuronattack.attack.setup import CIFAR10, load_class_names
 from neuronattack.errors import NeuronAttackError
 from neuronattack.models.zeroshot import find_class
+from neuronattack.neurons.analysis import SCHEMA as ANALYSIS_SCHEMA
 from neuronattack.neurons.vocabulary import read_word_list
 
 # image_seeds() multiplies the run seed by 2**31 - 1; larger seeds would overflow int64 seeds.
@@ -233,8 +235,13 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def positive_int(value: object) -> str | None:
-    return None if _is_int(value) and value > 0 else "must be a positive integer"
+# The numbers and specs the CLI checks too, with the same words (neuronattack.validation).
+positive_int = validation.positive_int
+percentile = validation.percentile
+non_negative = validation.non_negative
+checker = validation.checker_spec
+writer = validation.writer_spec
+images_per_arm = validation.images_per_arm
 
 
 def text(value: object) -> str | None:
@@ -268,15 +275,6 @@ def arms(value: object) -> str | None:
     return "lists an arm twice" if len(set(value)) < len(value) else None
 
 
-def percentile(value: object) -> str | None:
-    ok = _is_number(value) and 0 < value <= 100
-    return None if ok else "must be a number above 0 and at most 100"
-
-
-def non_negative(value: object) -> str | None:
-    return None if _is_number(value) and value >= 0 else "must be a number >= 0"
-
-
 def image_size(value: object) -> str | None:
     def fits(side: object) -> bool:
         return _is_int(side) and side > 0 and side % SIZE_MULTIPLE == 0
@@ -294,17 +292,22 @@ def block_list(value: object) -> str | None:
     return "must name an existing file of words (one per line) or be a list of words"
 
 
-def checker(value: object) -> str | None:
-    ok = isinstance(value, str) and (value in ("auto", "none", "toy")
-                                     or (value.startswith("clip:") and value[5:].strip()))
-    return None if ok else "must be auto, none, toy or clip:SPEC"
+def clip_specs(value: object) -> str | None:
+    if not isinstance(value, list):
+        return "must be a list of CLIP specs"
+    return next(filter(None, map(validation.clip_spec, value)), None) if value else None
 
 
-def writer(value: object) -> str | None:
-    ok = isinstance(value, str) and (value.strip() == "template" or any(
-        value.startswith(prefix) and value[len(prefix):].strip()
-        for prefix in ("template:", "hf:")))
-    return None if ok else "must be template, template:PATH or hf:REPO_OR_PATH"
+def device(value: object) -> str | None:
+    return text(value) or validation.device(value)
+
+
+def generator(value: object) -> str | None:
+    return text(value) or validation.generator_spec(value)
+
+
+def clip(value: object) -> str | None:
+    return text(value) or validation.clip_spec(value)
 
 
 def class_set(value: object) -> str | None:
@@ -339,15 +342,15 @@ class Field:
 SCHEMA: dict[str, dict[str, Field]] = {
     "run": {
         "out": Field(text, 'out = "outputs/campaigns/cifar10"'),
-        "device": Field(text, 'device = "auto"', "auto"),
+        "device": Field(device, 'device = "auto"', "auto"),
     },
     "model": {
-        "clip": Field(text, 'clip = "ViT-B-32:openai"', required=True),
+        "clip": Field(clip, 'clip = "ViT-B-32:openai"', required=True),
         "atlas": Field(text, 'atlas = "outputs/atlas/ViT-B-32_openai"'),
         "images": Field(text, 'images = "~/imagenet-5k"'),
     },
     "attack": {
-        "n": Field(positive_int, "n = 32", 32),
+        "n": Field(images_per_arm, "n = 32", 32),
         "seeds": Field(seeds, "seeds = [0, 1]", [0]),
         "arms": Field(arms, f"arms = {json.dumps(list(ARMS))}", list(ARMS)),
         "neurons": Field(positive_int, "neurons = 100", 100),
@@ -358,7 +361,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "block_list": Field(block_list, 'block_list = "blocked-words.txt"', []),
     },
     "generator": {
-        "spec": Field(text, 'spec = "sd-turbo"', "sd-turbo"),
+        "spec": Field(generator, 'spec = "sd-turbo"', "sd-turbo"),
         "steps": Field(positive_int, "steps = 1"),
         "guidance": Field(non_negative, "guidance = 0.0"),
         "size": Field(image_size, "size = 512"),
@@ -366,7 +369,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
     },
     "writer": {"spec": Field(writer, 'spec = "template"', "template")},
     "judges": {
-        "extra": Field(text_list, 'extra = ["ViT-L-14:openai"]', []),
+        "extra": Field(clip_specs, 'extra = ["ViT-L-14:openai"]', []),
         "checker": Field(checker, 'checker = "auto"', "auto"),
         "classes": Field(class_set, 'classes = "imagenet"', "imagenet"),
     },
@@ -523,6 +526,11 @@ def check_atlas(model: dict, lines: TomlLines) -> list[Problem]:
         return [Problem(lines.of("model", "images"),
                         f"[model] images must be an existing folder, got {shown(images)}: the "
                         f"atlas {atlas!r} does not exist yet and is built from these images")]
+    try:  # the analysis will write there: the folder rule, checked now rather than after loading
+        validation.writable_folder(Path(atlas).expanduser(), "[model] atlas")
+        outdir.claim(Path(atlas).expanduser(), ANALYSIS_SCHEMA, option="[model] atlas")
+    except NeuronAttackError as error:
+        return [Problem(lines.of("model", "atlas"), str(error).rstrip("."))]
     return []
 
 
@@ -543,6 +551,8 @@ def parse_campaign(source_text: str, name: str = "campaign.toml", out: Path | No
     ``name`` is the file's name, used in messages and for the default run folder; ``out`` and
     ``device`` override ``[run]`` (the CLI's ``--out`` and ``--device``).
     """
+    if device is not None:
+        validation.require("--device", device, validation.device)
     try:
         data = tomllib.loads(source_text)
     except tomllib.TOMLDecodeError as error:
@@ -555,10 +565,13 @@ def parse_campaign(source_text: str, name: str = "campaign.toml", out: Path | No
     names = [] if ("judges", "classes") in broken else load_class_names(
         values["judges"]["classes"])
     pairs: list[tuple[str, str]] = []
-    if names and "pairs" not in broken:
+    # Each later check runs unless what it reads is broken, so a class typo is reported along
+    # with an unrelated problem elsewhere, even in the same table.
+    given = [key for key in PAIR_KEYS if values["pairs"].get(key) is not None]
+    if names and len(given) == 1 and not {("pairs", ""), ("pairs", given[0])} & broken:
         pairs, more = resolve_pairs(values["pairs"], names, values["judges"]["classes"], lines)
         problems += more
-    if "model" not in broken:
+    if not {("model", "atlas"), ("model", "images")} & broken:
         problems += check_atlas(values["model"], lines)
     if problems:
         problems.sort(key=lambda p: (p.line is None, p.line or 0))
@@ -605,4 +618,10 @@ def load_campaign(path: Path, out: Path | None = None, device: str | None = None
     path = Path(path)
     if not path.is_file():
         raise NeuronAttackError(f"No campaign file at {path}; see prompts/campaigns/example.toml.")
-    return parse_campaign(path.read_text(encoding="utf-8"), str(path), out, device)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[:error.start].count(b"\n") + 1
+        raise NeuronAttackError(f"{path}: line {line}: not UTF-8 text (TOML files must be UTF-8); "
+                                "save it as UTF-8 in your editor.") from None
+    return parse_campaign(text, str(path), out, device)

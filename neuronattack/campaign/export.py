@@ -7,13 +7,14 @@ imagefolder (``datasets.load_dataset("imagefolder", data_dir=OUT/SPLIT)``, or ``
 for every split at once through the card's ``configs``)::
 
     OUT/README.md                     dataset card: counts, columns, how it was made, caveats
+    OUT/meta.json                     schema neuronattack.export/1: the run and the settings
     OUT/classes.json                  [{index, name, wnid, folder}]
     OUT/{split}/metadata.jsonl        one row per image, file_name relative to the split folder
     OUT/{split}/{folder}/{key}.png    folder: the source class (its WordNet ID for ImageNet)
 
 webdataset::
 
-    OUT/README.md, OUT/classes.json
+    OUT/README.md, OUT/meta.json, OUT/classes.json
     OUT/{split}-{shard:06d}.tar       {key}.png, {key}.json (the row), {key}.cls (the label)
 
 Splits are outcomes (``fooled_valid``, ``fooled_filtered``, ``not_fooled_valid``,
@@ -39,12 +40,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import neuronattack
-from neuronattack.artifacts import read_json, write_json
-from neuronattack.attack.run import ARMS, RESULTS, read_records
+from neuronattack import outdir, validation
+from neuronattack.artifacts import new_file_mode, read_json, versions, write_json
+from neuronattack.attack.run import ARMS, RESULTS, kind_of, read_records, top1_success
 from neuronattack.attack.setup import load_class_names
 from neuronattack.errors import NeuronAttackError
 from neuronattack.models.zeroshot import imagenet_classes
 
+SCHEMA = "neuronattack.export/1"
 FORMATS = ("imagefolder", "webdataset")
 SPLIT_BY = ("outcome", "pair")
 OUTCOMES = ("fooled_valid", "fooled_filtered", "not_fooled_valid", "not_fooled_filtered")
@@ -82,10 +85,10 @@ def load_run(path: Path) -> Run:
             f"{base} is not a run folder (it needs meta.json and {RESULTS}); give the output "
             "folder of an attack or a campaign."
         )
-    meta = read_json(base / "meta.json")
+    meta = read_json(base / "meta.json", expect=dict)
     unit_metas = sorted((base / "units").glob("*/s*/meta.json"))
-    units = ({str(p.parent.relative_to(base)): read_json(p) for p in unit_metas} if unit_metas
-             else {".": meta})
+    units = ({str(p.parent.relative_to(base)): read_json(p, expect=dict) for p in unit_metas}
+             if unit_metas else {".": meta})
     # Results are append-only: a record written again (a merge redone) supersedes the earlier one.
     records = list({record["id"]: record for record in read_records(base / RESULTS)}.values())
     if not records:
@@ -103,10 +106,11 @@ def rendered(record: dict) -> bool:
 
 
 def outcome_of(record: dict) -> str:
-    """Fooled means the attacked model's binary test chose the target; valid, the checker's."""
+    """Fooled means the attacked model's top-1 over the class set is the target; valid, the
+    checker's verdict."""
     if not rendered(record):
         return FAILED
-    fooled = "fooled" if record["success"] else "not_fooled"
+    fooled = "fooled" if top1_success(record) else "not_fooled"
     return f"{fooled}_{'valid' if record['valid'] else 'filtered'}"
 
 
@@ -193,7 +197,9 @@ def dataset_row(record: dict, classes: ClassTable) -> dict:
         "target_label": classes[record["target"]].index, "pair": pair_of(record),
         "outcome": outcome_of(record), "arm": record["arm"], "index": record["index"],
         "run_seed": record["run_seed"],
-        "fooled": bool(record["success"]), "valid": bool(record["valid"]),
+        "fooled": top1_success(record), "binary": bool(record["success"]),
+        "kind": kind_of(record) or "", "valid": bool(record["valid"]),
+        "recognisable": bool(verdict.get("recognisable", verdict["source_present"])),
         "source_present": bool(verdict["source_present"]),
         "target_absent": bool(verdict["target_absent"]), "no_text": bool(verdict["no_text"]),
         "checker": verdict["checker"],
@@ -233,11 +239,23 @@ class Sample:
 
 
 def collect_samples(run: Run, classes: ClassTable, split_by: str) -> list[Sample]:
-    """Every rendered image of the run, in record order, with its split and metadata row."""
+    """Every rendered image of the run, in record order, with its split and metadata row.
+
+    An image path must stay inside the run folder: a results file that names ``/etc/passwd`` or
+    ``../notes.txt`` (edited by hand, or written by another tool) must not publish that file.
+    """
     samples = []
+    inside = run.base.resolve()
     for record in run.records:
         if not rendered(record):
             continue
+        image = (run.base / record["image"]).resolve()
+        if not image.is_relative_to(inside) or image.suffix.lower() != ".png":
+            raise NeuronAttackError(
+                f"{run.base / RESULTS} names the image {record['image']!r} (record "
+                f"{record['id']}), which is not a PNG inside the run folder; only the run's own "
+                "images are exported; restore its results file from the attack."
+            )
         split = outcome_of(record) if split_by == "outcome" else pair_split(pair_of(record))
         samples.append(Sample(split, sample_key(record), classes[record["source"]].folder,
                               run.base / record["image"], dataset_row(record, classes)))
@@ -331,6 +349,11 @@ def export_run(run_path: Path, out: Path, format: str = "imagefolder", split_by:
             write_imagefolder(staging, samples)
         else:
             write_webdataset(staging, samples, shard_size)
+        # No timestamp or absolute path: the same run exports to the same bytes anywhere.
+        write_json(staging / outdir.MARKER, {
+            "schema": SCHEMA, "format": format, "split_by": split_by, "splits": splits,
+            "failed": failed, "run_schema": run.meta.get("schema"),
+            "versions": {"neuronattack": versions()["neuronattack"]}})
         write_json(staging / "classes.json", [asdict(e) for e in classes.entries.values()])
         shards = sorted(p.name for p in staging.glob("*.tar"))
         (staging / "README.md").write_text(
@@ -338,16 +361,35 @@ def export_run(run_path: Path, out: Path, format: str = "imagefolder", split_by:
     return ExportResult(out, format, split_by, splits, failed)
 
 
+def is_export(folder: Path) -> bool:
+    """Our export: its meta.json says so, or (exports made before it had one) its card does."""
+    if outdir.is_ours(folder, SCHEMA):
+        return True
+    card = folder / "README.md"
+    try:
+        head = card.read_text(encoding="utf-8")[:400] if card.is_file() else ""
+    except (OSError, UnicodeDecodeError):
+        return False
+    return (folder / "classes.json").is_file() and "pretty_name: neuronattack" in head
+
+
 def check_out(out: Path, base: Path, overwrite: bool) -> None:
-    """Refuse before any work: a folder holding the run itself, or someone else's files."""
+    """Refuse before any work: a folder holding the run itself, someone else's files, or an
+    export of ours without ``overwrite``. Only our own exports are ever replaced (deleted)."""
     target, run = out.resolve(), base.resolve()
     if target == run or run.is_relative_to(target):
         raise NeuronAttackError(f"{out} holds the run itself; export to another folder.")
-    if out.exists() and not out.is_dir():
-        raise NeuronAttackError(f"{out} is a file; give a folder to export to.")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    validation.writable_folder(out)
+    if not outdir.foreign_entries(out):
+        return
+    if not is_export(out):
         raise NeuronAttackError(
-            f"{out} is not empty; pass --overwrite to replace it or choose another folder."
+            f"{out} is not empty and is not a neuronattack export, so --overwrite will not "
+            "delete it; choose a new or empty folder."
+        )
+    if not overwrite:
+        raise NeuronAttackError(
+            f"{out} holds an export; pass --overwrite to replace it or choose another folder."
         )
 
 
@@ -356,7 +398,8 @@ def staged(out: Path) -> Iterator[Path]:
     """A temporary folder beside ``out`` that replaces it when the block ends without error."""
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    staging.chmod(0o755)  # mkdtemp's 0700 would hide a dataset meant to be shared
+    # mkdtemp's 0700 would hide a dataset meant to be shared: a folder's usual mode instead
+    staging.chmod(new_file_mode() | ((new_file_mode() & 0o444) >> 2))
     try:
         yield staging
         if out.exists():
@@ -448,8 +491,23 @@ def _brace(shards: Sequence[str], split: str) -> str:
     return f"{split}-000000.tar" if last <= 0 else f"{split}-{{000000..{last:06d}}}.tar"
 
 
+# Markdown's punctuation; "_" only where it could open or close emphasis (not in fooled_valid).
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*{}\[\]<>()#+!|~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+
+
 def _cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """A user string (a class name, a prompt) as literal Markdown text: in a table cell or a
+    sentence it must not turn into a link, emphasis, HTML or a new row."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def _code(text: object) -> str:
+    """A user string as a Markdown code span: backslashes show there, so instead of escaping,
+    the fence is one backtick longer than any run of backticks inside."""
+    text = " ".join(str(text).split()).replace("|", "\\|")  # a "|" would still split a row
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _card_yaml(format: str, splits: dict[str, int], total: int) -> str:
@@ -470,10 +528,14 @@ COLUMNS = (
     ("source, target", "class names; target_label is the target's index"),
     ("pair, outcome, arm", "the class pair, fooled/valid outcome, and the arm: `method` is the "
      "attack, the others are baselines with the same budget and seeds"),
-    ("fooled", "the attacked model's binary test put the image closer to the target than the "
-     "source"),
+    ("fooled, binary", "fooled: the attacked model's top-1 over the class set is the target; "
+     "binary: its binary test put the image closer to the target than the source (the paper's)"),
+    ("kind", "contextual (only the source object drawn), typographic (text or a sign) or "
+     "distractor (another class's object); empty when no checker ran (docs/success.md)"),
+    ("recognisable", "the checker's verdict that the source is still recognisable"),
     ("valid, source_present, target_absent, no_text, checker",
-     "the automatic validity filter and its three checks"),
+     "the automatic validity verdict (source present and recognisable, target absent) and its "
+     "checks; no_text false makes an image typographic, not invalid"),
     ("margin, source_similarity, target_similarity, p_source, p_target, top1, top5",
      "the attacked model's zero-shot scores (top5 is a JSON list)"),
     ("scores", "JSON: every judge model's scores, keyed by model spec (transfer)"),
@@ -495,7 +557,7 @@ def dataset_card(run: Run, classes: ClassTable, format: str, split_by: str,
     No timestamps, so the same run gives the same card (exports are reproducible).
     """
     total, failed = sum(splits.values()), sum(not rendered(r) for r in run.records)
-    names = {pair_of(r): f"{r['source']} → {r['target']}" for r in run.records}
+    names = {pair_of(r): f"{_cell(r['source'])} → {_cell(r['target'])}" for r in run.records}
     lines = [_card_yaml(format, splits, total), "", "# neuronattack semantic adversarial images",
              ""]
     if meaningless(run):
@@ -532,7 +594,7 @@ def dataset_card(run: Run, classes: ClassTable, format: str, split_by: str,
               "| pair | arm | " + " | ".join((*OUTCOMES, FAILED)) + " |",
               "|---|---|" + "---:|" * (len(OUTCOMES) + 1)]
     for (pair, arm), counts in outcome_table(run.records).items():
-        lines.append(f"| {_cell(names[pair])} | {_cell(arm)} | "
+        lines.append(f"| {names[pair]} | {_cell(arm)} | "
                      + " | ".join(str(counts[o]) for o in (*OUTCOMES, FAILED)) + " |")
     lines += ["", "## Columns", "", "Each image's metadata (`metadata.jsonl` rows, or the "
               "`.json` of a WebDataset sample). Absent strings are empty, never null.", ""]
@@ -548,7 +610,7 @@ def dataset_card(run: Run, classes: ClassTable, format: str, split_by: str,
               + ("No validity checker ran: every image counts as valid." if unchecked else
                  "A second model checked validity: the source among its top 5, the target not "
                  "winning its binary test, no rendered text."), ""]
-    lines += [f"- {label}: {', '.join(f'`{_cell(v)}`' for v in values)}"
+    lines += [f"- {label}: {', '.join(_code(v) for v in values)}"
               for label, values in made.items() if values]
     lines += [f"- exported by neuronattack {neuronattack.__version__} as {format}", "",
               "## Licence", "",
@@ -559,8 +621,10 @@ def dataset_card(run: Run, classes: ClassTable, format: str, split_by: str,
               + (" (here none: no checker ran)." if unchecked else
                  ", so some valid images may not show the source; the checker also rejects "
                  "images whose attack transfers to it, which makes it conservative."),
-              "- `fooled` is the attacked model's binary source-vs-target test, not a 1000-way "
-              "prediction; `top1` gives the zero-shot answer over the whole class set.",
+              "- `fooled` is the attacked model's top-1 over the whole class set; `binary` is the "
+              "paper's source-vs-target test, which also counts images the model calls neither.",
+              "- `kind` tells contextual successes (the shortcut the product looks for) from "
+              "typographic and distractor ones; with real models it is the checker's estimate.",
               "- Rates depend on the judge set and seeds; compare the method with the baselines "
               "of the same pair, which had the same budget and seeds."]
     if meaningless(run):

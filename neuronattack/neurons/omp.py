@@ -27,6 +27,7 @@ Gram–Schmidt update; the atoms × atoms Gram matrix is never formed.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,6 +99,7 @@ def omp(
     dtype: torch.dtype = torch.float64,
     chunk_size: int = 512,
     screen: bool | None = None,
+    on_chunk: Callable[[int], None] | None = None,
 ) -> SparseCodes:
     """Orthogonal Matching Pursuit of every target over the rows of ``dictionary``.
 
@@ -110,7 +112,8 @@ def omp(
 
     Raises ``ValueError`` when ``n_nonzero`` exceeds the number of atoms (as scikit-learn does) or
     the dimension ``d``: beyond ``d`` atoms the support is linearly dependent and which step stops
-    depends on round-off, so no answer would be reproducible.
+    depends on round-off, so no answer would be reproducible. ``on_chunk(targets_done)`` is
+    called after each chunk (for a progress display).
     """
     _check_inputs(dictionary, targets, n_nonzero, dtype, chunk_size)
     screen = _screen_available(dictionary.device) if screen is None else screen
@@ -121,10 +124,11 @@ def omp(
         )
     atoms = dictionary.to(dtype)  # [atoms, d]
     screening = _build_screen(atoms) if screen else None
-    pieces = [
-        _omp_chunk(atoms, chunk.to(dtype), n_nonzero, screening)
-        for chunk in targets.split(chunk_size)
-    ]
+    pieces = []
+    for chunk in targets.split(chunk_size):
+        pieces.append(_omp_chunk(atoms, chunk.to(dtype), n_nonzero, screening))
+        if on_chunk is not None:
+            on_chunk(len(chunk))
     indices = torch.cat([piece[0] for piece in pieces])  # [targets, m]
     coefficients = torch.cat([piece[1] for piece in pieces])  # [targets, m]
     short = int((indices[:, -1] < 0).sum())

@@ -107,12 +107,12 @@ def verify(
     ``class_names`` follows ``image_set.classes``. Returns ``{"images": n, "classes": c,
     "accuracy": {mode: {scope: fraction}}}`` with scope a block index (as a string) or ``"all"``.
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 
     from neuronattack.imagesets import iter_batches
     from neuronattack.lens.traced_pass import trace
     from neuronattack.models.zeroshot import class_embeddings
+    from neuronattack.progress import progress_bar
 
     visual = clip.model.visual.to(device)
     replacements = atlas_replacements(visual, atlas)
@@ -122,7 +122,7 @@ def verify(
     totals: dict = {}
     seen = 0
     columns = (TextColumn("verify"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, console=Console(stderr=True), disable=not show_progress) as bar:
+    with progress_bar(*columns, disable=not show_progress) as bar:
         task = bar.add_task("verify", total=len(image_set))
         for batch in iter_batches(image_set, clip.preprocess, batch_size, num_workers=num_workers):
             with torch.no_grad():
