@@ -71,7 +71,8 @@ def test_encode_texts_is_the_text_tower_on_bare_words(clip, vocabulary):
         expected = clip.model.encode_text(clip.tokenizer(words))
     encoded = encode_texts(clip, words)
     assert encoded.dtype == torch.float32 and encoded.shape == (20, 32)
-    torch.testing.assert_close(encoded, expected, rtol=0, atol=0)
+    # Short-context encoding: the same sums over fewer positions, so equal to float32 rounding.
+    torch.testing.assert_close(encoded, expected, rtol=0, atol=1e-5)
     assert not torch.allclose(encoded.norm(dim=-1), torch.ones(20))  # not normalised here
 
 

@@ -24,9 +24,13 @@ from timm.data import ImageNetInfo
 from torch import Tensor
 
 from neuronattack.errors import NeuronAttackError
-from neuronattack.models.clip import LoadedClip
-from neuronattack.neurons.text_dictionary import cached_encodings, encode_texts
-from neuronattack.neurons.vocabulary import Vocabulary, word_list_hash
+from neuronattack.models.clip import LoadedClip, spec_slug
+from neuronattack.models.text_encoding import (
+    cached_text_encodings,
+    encode_texts,
+    text_tower_fingerprint,
+)
+from neuronattack.neurons.vocabulary import word_list_hash
 
 # A template is a format string with one ``{}`` or a callable, as open_clip accepts both.
 Template = str | Callable[[str], str]
@@ -35,6 +39,7 @@ Template = str | Callable[[str], str]
 OPENAI_TEMPLATES: tuple[Callable[[str], str], ...] = tuple(OPENAI_IMAGENET_TEMPLATES)
 IMAGENET_NAMES: tuple[str, ...] = tuple(IMAGENET_CLASSNAMES)
 DEFAULT_LOGIT_SCALE = 100.0  # CLIP's learned temperature saturates at this value
+CLASS_CACHE_SCHEMA = "neuronattack.class-embeddings/1"
 
 _WNID = re.compile(r"n\d{8}")
 
@@ -85,7 +90,9 @@ def class_embeddings(
 ) -> Tensor:
     """One unit vector per class, ``[classes, out_dim]``: the zero-shot classifier's rows.
 
-    With ``cache_dir`` the prompt encodings are kept on disk like the word dictionary's.
+    With ``cache_dir`` the class embeddings are kept on disk like the word dictionary's, keyed by
+    the text tower's fingerprint and the exact prompts (so both the class set and the templates):
+    1,000 ImageNet classes x 80 templates are 80,000 prompts to encode.
 
     Every template is filled with the class name and encoded; the unit-normalised prompt
     embeddings are averaged and the mean normalised again (open_clip's recipe, so accuracies match
@@ -97,15 +104,31 @@ def class_embeddings(
     if not templates:
         raise NeuronAttackError("There are no prompt templates; give at least one, e.g. '{}'.")
     prompts = [fill_template(template, name) for name in class_names for template in templates]
+
+    def per_class(encoded: Tensor) -> Tensor:  # [classes * templates, out_dim] -> [classes, ...]
+        per_prompt = torch.nn.functional.normalize(encoded, dim=-1)
+        mean = per_prompt.reshape(-1, len(templates), per_prompt.shape[-1]).mean(dim=1)
+        return torch.nn.functional.normalize(mean, dim=-1)
+
     if cache_dir is None:
-        encoded = encode_texts(clip, prompts, batch_size, show_progress=show_progress)
-    else:  # 80 prompts per class: worth keeping for the 1000 ImageNet classes
-        texts = Vocabulary(words=tuple(prompts), source=f"{len(class_names)} class prompts",
-                           hash=word_list_hash(prompts), info={})
-        encoded = cached_encodings(clip, texts, cache_dir, batch_size, show_progress)
-    per_prompt = torch.nn.functional.normalize(encoded, dim=-1)  # [classes * templates, out_dim]
-    per_class = per_prompt.reshape(len(class_names), len(templates), -1).mean(dim=1)
-    return torch.nn.functional.normalize(per_class, dim=-1)  # [classes, out_dim]
+        return per_class(encode_texts(clip, prompts, batch_size, show_progress=show_progress))
+    identity = {
+        "schema": CLASS_CACHE_SCHEMA,
+        "model_spec": clip.spec,
+        "text_fingerprint": text_tower_fingerprint(clip.model),
+        "prompts_hash": word_list_hash(prompts),
+        "classes_hash": word_list_hash(class_names),
+        "templates": str(len(templates)),
+    }
+    path = class_cache_path(cache_dir, clip.spec, identity["prompts_hash"])
+    return cached_text_encodings(clip, prompts, path, identity, group=len(templates),
+                                 reduce=per_class, batch_size=batch_size,
+                                 show_progress=show_progress)
+
+
+def class_cache_path(cache_dir: Path, model_spec: str, prompts_hash: str) -> Path:
+    """Where the class embeddings of one prompt list under a model live."""
+    return Path(cache_dir) / f"{spec_slug(model_spec)}-classes-{prompts_hash}.safetensors"
 
 
 def fill_template(template: Template, name: str) -> str:

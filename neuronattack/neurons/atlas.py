@@ -11,22 +11,39 @@ Together with ``meta.json``, ``directions.safetensors`` and ``images.json`` this
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 from torch import Tensor
 
-from neuronattack.artifacts import load_tensors, read_json, save_tensors, versions, write_json
+from neuronattack.artifacts import (
+    damaged,
+    file_hash,
+    load_tensors,
+    read_json,
+    require_fields,
+    require_tensors,
+    save_tensors,
+    versions,
+    write_json,
+)
 from neuronattack.errors import NeuronAttackError
 from neuronattack.neurons.analysis import DIRECTIONS, IMAGES, META, load_directions
 from neuronattack.neurons.directions import RankOneDirections
 from neuronattack.neurons.omp import SparseCodes, nonnegative_lasso, omp, reconstruct
 from neuronattack.neurons.text_dictionary import TextDictionary
+from neuronattack.progress import duration, progress_bar, warn
 
 SCHEMA = "neuronattack.atlas/1"
 ATLAS_TENSORS, ATLAS_META = "atlas.safetensors", "atlas.json"
 SOLVERS = ("omp", "nn-lasso")
+# announce_encoding: words timed, and the estimate above which it is said.
+ESTIMATE_SAMPLE = 64
+ESTIMATE_ABOVE_SECONDS = 60.0
+REBUILD = "rerun `neuronattack analyze` on this folder (it rebuilds the atlas)"
 
 
 @dataclass(frozen=True)
@@ -66,11 +83,16 @@ class NeuronCard:
 
 def sparse_codes(
     dictionary: Tensor, directions: Tensor, nonzeros: int = 128, solver: str = "omp",
-    alpha: float = 1e-3,
+    alpha: float = 1e-3, show_progress: bool = False,
 ) -> SparseCodes:
     """Decompose ``directions [neurons, out_dim]`` over ``dictionary [words, out_dim]``."""
     if solver == "omp":
-        return omp(dictionary, directions, n_nonzero=nonzeros)
+        columns = (TextColumn("words per neuron (OMP)"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("neurons"), TimeRemainingColumn())
+        with progress_bar(*columns, disable=not show_progress) as bar:
+            task = bar.add_task("words per neuron (OMP)", total=len(directions))
+            return omp(dictionary, directions, n_nonzero=nonzeros,
+                       on_chunk=lambda done: bar.advance(task, done))
     if solver == "nn-lasso":
         return nonnegative_lasso(dictionary, directions, alpha=alpha, n_nonzero=nonzeros)
     raise NeuronAttackError(f"Unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}.")
@@ -78,7 +100,7 @@ def sparse_codes(
 
 def build_atlas(
     analysis_dir: Path, dictionary: TextDictionary, nonzeros: int = 128, solver: str = "omp",
-    vocabulary_info: dict | None = None,
+    vocabulary_info: dict | None = None, show_progress: bool = False,
 ) -> Atlas:
     """Word decompositions for every analysed neuron of every block at once."""
     analysis_dir = Path(analysis_dir)
@@ -92,7 +114,8 @@ def build_atlas(
     layers = sorted(directions)
     stacked = torch.cat([directions[layer].direction for layer in layers])
     # More atoms than dimensions (or words) cannot be independent: small models get fewer.
-    codes = sparse_codes(dictionary.atoms, stacked, min(nonzeros, *dictionary.atoms.shape), solver)
+    codes = sparse_codes(dictionary.atoms, stacked, min(nonzeros, *dictionary.atoms.shape), solver,
+                         show_progress=show_progress)
     reconstruction = reconstruct(dictionary.atoms, codes).float()
     reconstruction = reconstruction / reconstruction.norm(dim=1, keepdim=True).clamp_min(1e-30)
     tensors, start = {}, 0
@@ -105,7 +128,7 @@ def build_atlas(
         start = rows.stop
     save_tensors(analysis_dir / ATLAS_TENSORS, tensors, {"schema": SCHEMA})
     settings = atlas_settings(dictionary.convention, dictionary.vocabulary_hash, nonzeros, solver,
-                              vocabulary_info)
+                              vocabulary_info, file_hash(analysis_dir / DIRECTIONS))
     write_json(analysis_dir / ATLAS_META,
                settings | {"words": list(dictionary.words), "versions": versions()})
     return Atlas.load(analysis_dir)
@@ -122,14 +145,49 @@ def ensure_atlas(
     if solver not in SOLVERS:
         raise NeuronAttackError(f"Unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}.")
     vocabulary = load_vocabulary(words)
-    convention = read_json(Path(analysis_dir) / META)["settings"]["convention"]
+    meta_path = Path(analysis_dir) / META
+    if not meta_path.exists() or not (Path(analysis_dir) / DIRECTIONS).exists():
+        raise NeuronAttackError(f"{analysis_dir} holds no finished analysis; run `neuronattack "
+                                f"analyze --out {analysis_dir}` first.")
+    convention = require_fields(meta_path, read_json(meta_path, REBUILD, expect=dict),
+                                {"settings": dict}, REBUILD)["settings"].get("convention")
     info = {"source": vocabulary.source, **vocabulary.info}
+    directions = file_hash(Path(analysis_dir) / DIRECTIONS)
     if atlas_is_current(analysis_dir, atlas_settings(convention, vocabulary.hash, nonzeros,
-                                                     solver, info)):
+                                                     solver, info, directions)):
         return Atlas.load(analysis_dir)
+    if show_progress:
+        announce_encoding(clip, vocabulary, cache_dir)
     dictionary = build_dictionary(clip, vocabulary, convention, cache_dir=cache_dir,
                                   show_progress=show_progress)
-    return build_atlas(analysis_dir, dictionary, nonzeros, solver, info)
+    return build_atlas(analysis_dir, dictionary, nonzeros, solver, info, show_progress)
+
+
+def announce_encoding(clip, vocabulary, cache_dir: Path | None = None) -> None:
+    """One line before a long word encoding on the CPU: about how long, and how to shorten it.
+
+    Timed on :data:`ESTIMATE_SAMPLE` words spread over the list, on this machine; said only
+    when the words are not cached yet and the estimate passes :data:`ESTIMATE_ABOVE_SECONDS`.
+    """
+    from neuronattack.neurons.text_dictionary import cache_path, default_cache_dir, encode_texts
+
+    device = next(clip.model.parameters()).device
+    cached = cache_path(default_cache_dir() if cache_dir is None else cache_dir, clip.spec,
+                        vocabulary.hash)
+    if device.type != "cpu" or cached.is_file():
+        return
+    # Spread over the list, since frequent words are shorter than rare ones; the first call pays
+    # one-off costs (allocations, kernel selection) that would inflate the estimate several-fold.
+    step = max(1, len(vocabulary.words) // ESTIMATE_SAMPLE)
+    sample = list(vocabulary.words[::step][:ESTIMATE_SAMPLE])
+    encode_texts(clip, sample[:2], batch_size=2)
+    start = time.perf_counter()
+    encode_texts(clip, sample, batch_size=len(sample))
+    seconds = (time.perf_counter() - start) / len(sample) * len(vocabulary.words)
+    if seconds >= ESTIMATE_ABOVE_SECONDS:
+        faster = " (--words common:5000 is faster)" if len(vocabulary.words) > 5000 else ""
+        warn(f"encoding {len(vocabulary.words):,} words on CPU: ~{duration(seconds)}{faster}; "
+             "an interrupted encoding resumes, and the result is cached for every later run.")
 
 
 def json_ready(value):
@@ -138,10 +196,15 @@ def json_ready(value):
 
 
 def atlas_settings(convention: str, vocabulary_hash: str, nonzeros: int, solver: str,
-                   vocabulary_info: dict | None) -> dict:
-    """What identifies an atlas build; an existing atlas with the same settings is reused."""
+                   vocabulary_info: dict | None, directions_hash: str) -> dict:
+    """What identifies an atlas build; an existing atlas with the same settings is reused.
+
+    ``directions_hash`` (of ``directions.safetensors``) ties the words to the directions they
+    decompose: an analysis redone with other images or blocks makes its old atlas stale.
+    """
     return {
         "schema": SCHEMA,
+        "directions": directions_hash,
         "solver": solver,
         "nonzeros": nonzeros,
         "convention": convention,
@@ -153,7 +216,7 @@ def atlas_is_current(analysis_dir: Path, settings: dict) -> bool:
     path = Path(analysis_dir) / ATLAS_META
     if not path.exists() or not (Path(analysis_dir) / ATLAS_TENSORS).exists():
         return False
-    stored = read_json(path)
+    stored = read_json(path, REBUILD, expect=dict)
     return {key: stored.get(key) for key in settings} == json_ready(settings)
 
 
@@ -176,16 +239,36 @@ class Atlas:
                     f"{root} is not an atlas (no {name}); build one with `neuronattack analyze "
                     f"--out {root}` (it writes the directions and their words)."
                 )
-        tensors = load_tensors(root / ATLAS_TENSORS)
         directions = load_directions(root)
-        codes = {layer: WordCodes(tensors[f"{layer}.word_indices"],
-                                  tensors[f"{layer}.word_coefficients"],
-                                  tensors[f"{layer}.reconstruction_cosine"],
-                                  tensors[f"{layer}.word_direction"])
+        atlas_meta = require_fields(root / ATLAS_META,
+                                    read_json(root / ATLAS_META, REBUILD, expect=dict),
+                                    {"words": list}, REBUILD)
+        if not all(isinstance(word, str) for word in atlas_meta["words"]):
+            raise damaged(root / ATLAS_META, "'words' holds something other than strings",
+                          REBUILD)
+        stored = atlas_meta.get("directions")
+        if stored is not None and stored != file_hash(root / DIRECTIONS):
+            raise NeuronAttackError(
+                f"The atlas in {root} decomposes other directions than the ones there now (the "
+                f"analysis was redone); {REBUILD}."
+            )
+        tensors = load_tensors(root / ATLAS_TENSORS, remedy=REBUILD)
+        parts = ("word_indices", "word_coefficients", "reconstruction_cosine", "word_direction")
+        require_tensors(root / ATLAS_TENSORS, tensors,
+                        [f"{layer}.{part}" for layer in directions for part in parts], REBUILD)
+        codes = {layer: WordCodes(*(tensors[f"{layer}.{part}"] for part in parts))
                  for layer in directions}
-        images = read_json(root / IMAGES) if (root / IMAGES).exists() else {}
-        return cls(root, read_json(root / META), read_json(root / ATLAS_META), directions, codes,
-                   Path(images["root"]) if images else None, tuple(images.get("paths", ())))
+        for layer, code in codes.items():
+            if len(code.word_indices) != len(directions[layer].neurons) or (
+                    code.word_indices.numel() and int(code.word_indices.max())
+                    >= len(atlas_meta["words"])):
+                raise damaged(root / ATLAS_TENSORS,
+                              f"block {layer}'s words do not fit its directions or word list",
+                              REBUILD)
+        images = read_json(root / IMAGES, expect=dict) if (root / IMAGES).exists() else {}
+        return cls(root, read_json(root / META, expect=dict), atlas_meta, directions, codes,
+                   Path(images["root"]) if images.get("root") else None,
+                   tuple(images.get("paths", ())))
 
     @property
     def words(self) -> list[str]:
@@ -194,6 +277,29 @@ class Atlas:
     @property
     def layers(self) -> list[int]:
         return sorted(self.directions)
+
+    def require_model(self, clip) -> None:
+        """Refuse to pair this atlas with other vision weights than the ones it was built on.
+
+        The weights fingerprint decides, not the spec: a shared atlas works with the same weights
+        loaded another way (``ViT-B-32:openai`` or ``hf:openai/clip-vit-base-patch32``). Atlases
+        from before fingerprints fall back to comparing specs.
+        """
+        from neuronattack.models.clip import weights_fingerprint
+
+        built_on, spec = self.meta.get("vision_fingerprint"), self.meta.get("model")
+        if built_on is None:
+            if spec != clip.spec:
+                raise NeuronAttackError(f"The atlas in {self.root} was built for {spec}, not "
+                                        f"{clip.spec}.")
+            return
+        fingerprint = weights_fingerprint(clip.model.visual)
+        if fingerprint != built_on:
+            raise NeuronAttackError(
+                f"The atlas in {self.root} was built on vision weights {built_on} ({spec}), but "
+                f"{clip.spec} has vision weights {fingerprint}; use an atlas of this model or "
+                "build one with `neuronattack analyze`."
+            )
 
     def check_layer(self, layer: int) -> None:
         if layer not in self.directions:

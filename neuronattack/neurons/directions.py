@@ -89,6 +89,13 @@ class RankOneFitter:
         self.shared_sum += shared.double().sum(0)
         self.count += coords.shape[0]
 
+    def set_mean_sums(self, coord_sum: Tensor, shared_sum: Tensor, count: int) -> None:
+        """Pass 1's sums computed elsewhere (merged across processes): ``[neurons, K]``, ``[J]``."""
+        # Copies: the sums handed in may belong to the caller's own state (a tree's node).
+        self.coord_sum = coord_sum.to(self.device, torch.float64, copy=True)
+        self.shared_sum = shared_sum.to(self.device, torch.float64, copy=True)
+        self.count = count
+
     def mean_coords(self) -> tuple[Tensor, Tensor]:
         if self.count == 0:
             raise ValueError("no images were added to the mean pass")
@@ -101,25 +108,47 @@ class RankOneFitter:
         coords = (coords.double() - mean).transpose(0, 1)  # [neurons, batch, K]
         shared = shared.double() - shared_mean  # [batch, J]
         norms = centred_sq_norms(coords, shared, self.gram).sqrt()  # [neurons, batch]
-        if self.top_norms is None:
-            self._empty_top_k(min(self.top_k, self.count))
+        self._ensure_top_k()
         # Late in the pass few images beat a neuron's current k-th norm: merge only those rows.
+        # (Images arrive in index order, so an equal norm loses to the one already kept.)
         rows = (norms > self.top_norms[:, -1:]).any(dim=1).nonzero().squeeze(1)
         if len(rows) == 0:
             return
-        batch = norms.shape[1]
-        images = image_indices.to(self.device, torch.long)[None].expand(len(rows), batch)
-        all_norms = torch.cat([self.top_norms[rows], norms[rows]], dim=1)
-        keep = all_norms.topk(self.top_norms.shape[1], dim=1, sorted=True).indices  # [rows, k]
+        images = image_indices.to(self.device, torch.long)[None].expand(len(rows), -1)
+        self._keep_best(rows, norms[rows], images, coords[rows],
+                        shared[None].expand(len(rows), -1, -1))
+
+    def merge_top_k(self, other: dict[str, Tensor]) -> None:
+        """Fold in another process' top-k lists (its ``state_dict``) over other images.
+
+        With the total order of :func:`top_k_order` the result is the top-k of the union, the
+        same list whatever the order of the merges and however the images were split.
+        """
+        self._ensure_top_k()
+        other = {name: tensor.to(self.device) for name, tensor in other.items()}
+        rows = torch.arange(len(self.top_norms), device=self.device)
+        self._keep_best(rows, other["top_norms"], other["top_images"], other["top_coords"],
+                        other["top_shared"])
+
+    def _keep_best(self, rows: Tensor, norms: Tensor, images: Tensor, coords: Tensor,
+                   shared: Tensor) -> None:
+        """Candidates for ``rows`` (norms/images ``[rows, m]``, coords ``[rows, m, K]``, shared
+        ``[rows, m, J]``) against the current lists; keeps the best k of both, in order."""
+        all_norms = torch.cat([self.top_norms[rows], norms], dim=1)
+        all_images = torch.cat([self.top_images[rows], images], dim=1)
+        keep = top_k_order(all_norms, all_images, self.top_norms.shape[1])  # [rows, k]
         self.top_norms[rows] = all_norms.gather(1, keep)
-        self.top_images[rows] = torch.cat([self.top_images[rows], images], 1).gather(1, keep)
-        candidates = torch.cat([self.top_coords[rows], coords[rows]], dim=1)
+        self.top_images[rows] = all_images.gather(1, keep)
+        candidates = torch.cat([self.top_coords[rows], coords], dim=1)
         self.top_coords[rows] = candidates.gather(1, keep[..., None].expand(-1, -1,
                                                                            coords.shape[2]))
-        shared_rows = torch.cat([self.top_shared[rows], shared[None].expand(len(rows), -1, -1)],
-                                dim=1)
+        shared_rows = torch.cat([self.top_shared[rows], shared], dim=1)
         self.top_shared[rows] = shared_rows.gather(1, keep[..., None].expand(-1, -1,
-                                                                             shared.shape[1]))
+                                                                             shared.shape[2]))
+
+    def _ensure_top_k(self) -> None:
+        if self.top_norms is None:
+            self._empty_top_k(min(self.top_k, self.count))
 
     def _empty_top_k(self, k: int) -> None:
         neurons, heads = self.coord_sum.shape
@@ -177,6 +206,18 @@ class RankOneFitter:
         if "top_norms" in state:
             self.top_norms, self.top_images = state["top_norms"], state["top_images"]
             self.top_coords, self.top_shared = state["top_coords"], state["top_shared"]
+
+
+def top_k_order(norms: Tensor, images: Tensor, k: int) -> Tensor:
+    """Column positions of each row's best ``k``, ``[rows, k]``: larger norm first, then lower
+    image index; norms and images ``[rows, m]``.
+
+    A total order (image indices are unique), so the kept set never depends on the order in
+    which candidates arrived: two stable sorts, by image and then by norm, give it.
+    """
+    by_image = images.argsort(dim=1, stable=True)
+    by_norm = norms.gather(1, by_image).argsort(dim=1, descending=True, stable=True)
+    return by_image.gather(1, by_norm)[:, :k]
 
 
 def _fit_rows(coefficients: Tensor, bases: Tensor) -> tuple[Tensor, Tensor, Tensor]:

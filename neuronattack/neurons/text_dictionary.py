@@ -7,11 +7,13 @@ word shares, so without centring the sparse coder would spend its first atom on 
 papers' code does (second_order_lens, ``compute_sparse_decomposition.py``); that changes which
 atoms OMP picks, so it is reproduced only when asked for (method.md §5).
 
-Encoding 30k words is the slow part (minutes on a CPU for ViT-B-32), so the raw encodings are
-cached on disk per (model spec, vocabulary hash), and a cache file is used only if the text tower
-it was computed with has the same fingerprint (a checkpoint replaced under the same spec, or a
-retrained toy CLIP, must not be served stale encodings); the cheap normalising and centring are
-redone on every load so a cache serves both conventions.
+Encoding 30k words is the slow part (minutes on a CPU for ViT-B-32, even through the exact
+short-context path of ``models.text_encoding``), so the raw encodings are cached on disk per
+(model spec, vocabulary hash), and a cache file is used only if the text tower it was computed
+with has the same fingerprint (a checkpoint replaced under the same spec, or a retrained toy CLIP,
+must not be served stale encodings); the cheap normalising and centring are redone on every load
+so a cache serves both conventions. Encoding saves its work in chunks, so an interrupted run
+resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -23,22 +25,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from safetensors import SafetensorError
 from torch import Tensor
 
-from neuronattack.artifacts import load_tensors, save_tensors, versions
+from neuronattack.artifacts import versions
 from neuronattack.errors import NeuronAttackError
 from neuronattack.lens.first_order import check_convention
-from neuronattack.models.clip import LoadedClip, spec_slug, weights_fingerprint
+from neuronattack.models.clip import LoadedClip, spec_slug
+from neuronattack.models.text_encoding import (  # noqa: F401  (encode_texts: this module's API too)
+    cached_text_encodings,
+    encode_texts,
+    text_tower_fingerprint,
+)
 from neuronattack.neurons.vocabulary import Vocabulary
 
 CACHE_SCHEMA = "neuronattack.text-embeddings/1"
 CACHE_ENV = "NEURONATTACK_CACHE"
 # The papers' per-dimension scale; see the module docstring.
 REFERENCE_COLUMN_NORM = 100.0
-_EMBEDDINGS = "embeddings"
 
 
 @dataclass(frozen=True)
@@ -73,38 +76,6 @@ def default_cache_dir() -> Path:
 def cache_path(cache_dir: str | Path, model_spec: str, vocabulary_hash: str) -> Path:
     """Where the raw encodings of a vocabulary under a model live; pass ``LoadedClip.spec``."""
     return Path(cache_dir) / f"{spec_slug(model_spec)}-{vocabulary_hash}.safetensors"
-
-
-def encode_texts(
-    clip: LoadedClip,
-    texts: Sequence[str],
-    batch_size: int = 256,
-    device: str | torch.device | None = None,
-    show_progress: bool = False,
-) -> Tensor:
-    """Raw text-tower outputs ``[texts, out_dim]`` float32 on the CPU, in the order given.
-
-    No template and no normalisation: callers decide both, and the cache stores these raw values.
-    ``device`` is where the tokens go and defaults to the model's own device; the model is not
-    moved. Results go to the CPU batch by batch so a long list never piles up on a GPU.
-    """
-    if not texts:
-        raise NeuronAttackError("There are no texts to encode; give at least one word or prompt.")
-    if batch_size < 1:
-        raise NeuronAttackError(f"The text batch size is {batch_size}; use 1 or more.")
-    target = torch.device(device) if device is not None else _model_device(clip.model)
-    columns = (TextColumn("encoding texts"), BarColumn(), MofNCompleteColumn(),
-               TimeRemainingColumn())
-    chunks = []  # each [batch, out_dim]
-    with Progress(*columns, console=Console(stderr=True), disable=not show_progress) as bar:
-        task = bar.add_task("texts", total=len(texts))
-        for start in range(0, len(texts), batch_size):
-            batch = list(texts[start : start + batch_size])
-            tokens = clip.tokenizer(batch).to(target)  # [batch, context_length]
-            with torch.no_grad():
-                chunks.append(clip.model.encode_text(tokens).float().cpu())
-            bar.advance(task, len(batch))
-    return torch.cat(chunks)
 
 
 def dictionary_from_embeddings(
@@ -167,62 +138,26 @@ def cached_encodings(
     batch_size: int = 256,
     show_progress: bool = False,
 ) -> Tensor:
-    """Raw encodings ``[words, out_dim]`` of any text list, from the cache or the text tower."""
+    """Raw encodings ``[words, out_dim]`` of any text list, from the cache or the text tower.
+
+    An interrupted encoding resumes from its last saved chunk (``cached_text_encodings``).
+    """
     folder = default_cache_dir() if cache_dir is None else Path(cache_dir)
-    path = cache_path(folder, clip.spec, vocabulary.hash)
-    fingerprint = text_tower_fingerprint(clip.model)
-    embeddings = read_cached_embeddings(path, clip.spec, vocabulary, fingerprint)
-    if embeddings is None:
-        embeddings = encode_texts(clip, vocabulary.words, batch_size, show_progress=show_progress)
-        write_cached_embeddings(path, embeddings, clip.spec, vocabulary, fingerprint)
-    return embeddings
+    return cached_text_encodings(
+        clip, vocabulary.words, cache_path(folder, clip.spec, vocabulary.hash),
+        cache_identity(clip.spec, vocabulary, text_tower_fingerprint(clip.model)),
+        extra_metadata={"vocabulary_source": vocabulary.source,
+                        "versions": json.dumps(versions())},
+        batch_size=batch_size, show_progress=show_progress,
+    )
 
 
-def text_tower_fingerprint(model: torch.nn.Module) -> str:
-    """:func:`weights_fingerprint` of everything but the vision tower."""
-    return weights_fingerprint(model, exclude_prefix="visual.")
-
-
-def write_cached_embeddings(
-    path: Path, embeddings: Tensor, model_spec: str, vocabulary: Vocabulary, fingerprint: str
-) -> None:
-    """Save raw encodings ``[words, out_dim]`` atomically with what they were computed from."""
-    metadata = {
-        "schema": CACHE_SCHEMA,
-        "model_spec": model_spec,
-        "text_fingerprint": fingerprint,
-        "vocabulary_hash": vocabulary.hash,
-        "vocabulary_source": vocabulary.source,
-        "n_words": str(len(vocabulary.words)),
-        "versions": json.dumps(versions()),
-    }
-    save_tensors(path, {_EMBEDDINGS: embeddings.float()}, metadata)
-
-
-def read_cached_embeddings(
-    path: Path, model_spec: str, vocabulary: Vocabulary, fingerprint: str
-) -> Tensor | None:
-    """Cached raw encodings ``[words, out_dim]``, or None when the file is absent or not ours."""
-    if not path.is_file():
-        return None
-    try:
-        tensors, metadata = load_tensors(path, with_metadata=True)
-    except (SafetensorError, OSError):
-        return None
-    embeddings = tensors.get(_EMBEDDINGS)
-    expected = {
+def cache_identity(model_spec: str, vocabulary: Vocabulary, fingerprint: str) -> dict[str, str]:
+    """The metadata a cache file must hold to be served for this model and vocabulary."""
+    return {
         "schema": CACHE_SCHEMA,
         "model_spec": model_spec,
         "text_fingerprint": fingerprint,
         "vocabulary_hash": vocabulary.hash,
         "n_words": str(len(vocabulary.words)),
     }
-    if any(metadata.get(key) != value for key, value in expected.items()):
-        return None
-    if embeddings is None or embeddings.ndim != 2 or embeddings.shape[0] != len(vocabulary.words):
-        return None
-    return embeddings.float()
-
-
-def _model_device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
