@@ -24,7 +24,7 @@ from typing import Literal
 import open_clip
 import torch
 from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
-from huggingface_hub.errors import EntryNotFoundError
+from huggingface_hub.errors import EntryNotFoundError, OfflineModeIsEnabled
 from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 from open_clip.transformer import VisionTransformer
 from safetensors.torch import load_file
@@ -33,6 +33,7 @@ from neuronattack.errors import NeuronAttackError
 
 RANDOM_PREFIX = "random:"
 HF_HUB_PREFIX = "hf-hub:"
+TRANSFORMERS_PREFIX = "hf:"  # a transformers CLIPModel: hub repo id or folder (models/hf_clip.py)
 LOCAL_DIR_PREFIX = "local-dir:"
 CONFIG_NAME = "open_clip_config.json"
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
@@ -45,7 +46,7 @@ _BIAS_NOISE = 0.1
 _SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _SLUG_MAX_LEN = 80
 
-SourceKind = Literal["random", "tag", "file", "dir", "hub"]
+SourceKind = Literal["random", "tag", "file", "dir", "hub", "transformers"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,8 @@ class LoadedClip:
 
     ``arch`` is the name open_clip itself understands for this model (``ViT-B-32``, or
     ``local-dir:/abs/path`` / ``hf-hub:org/name`` when the config came from a folder or repo), so it
-    can be passed back to ``open_clip.create_model`` or ``open_clip.get_tokenizer``.
+    can be passed back to ``open_clip.create_model`` or ``open_clip.get_tokenizer``; for a
+    transformers checkpoint (``hf:``), which open_clip has no name for, it is the spec.
     """
 
     model: torch.nn.Module
@@ -69,8 +71,8 @@ class _Source:
     """A parsed spec: which kind of source, and the one string each kind needs.
 
     ``location`` is the pretrained tag (tag), the absolute checkpoint path (file), the absolute
-    folder (dir) or the repo id (hub); ``arch`` is empty for dir and hub, whose config travels
-    with the weights.
+    folder (dir) or the repo id (hub), or either of the last two (transformers); ``arch`` is empty
+    for dir, hub and transformers, whose config travels with the weights.
     """
 
     kind: SourceKind
@@ -93,6 +95,9 @@ def load_clip(spec: str, device: str | torch.device = "cpu", seed: int = 0) -> L
     - ``hf-hub:org/name``: an open_clip repo on the Hugging Face hub (or in its local cache).
     - ``local-dir:/path`` or a bare folder path: a folder with ``open_clip_config.json`` and
       weights, as written by open_clip.
+    - ``hf:org/name``, ``hf:/path`` or a bare folder with ``config.json`` and no open_clip config:
+      a transformers ``CLIPModel`` (hub repo or ``save_pretrained`` folder), mapped exactly onto
+      open_clip's architecture (``neuronattack.models.hf_clip``).
     - ``ARCH:TAG``: an open_clip pretrained tag such as ``ViT-B-32:openai``.
     - ``ARCH:/path/to/checkpoint`` (.safetensors/.pt/.pth/.bin): weights saved from an open_clip
       model of that architecture. Weights trained with QuickGELU need the ``-quickgelu`` arch name.
@@ -105,6 +110,10 @@ def load_clip(spec: str, device: str | torch.device = "cpu", seed: int = 0) -> L
 
         return load_toy_clip(spec.removeprefix("toy").removeprefix(":") or None, device=device)
     source = _parse_spec(spec, seed)
+    if source.kind == "transformers":
+        from neuronattack.models.hf_clip import load_transformers_clip
+
+        return load_transformers_clip(source, device)
     # Weights are located before the (slow) build so a missing download is reported at once.
     checkpoint = None if source.kind == "random" else _fetch_checkpoint(source)
     model, preprocess = _build(source)
@@ -179,6 +188,8 @@ def _parse_spec(spec: str, seed: int) -> _Source:
         return _parse_random(text[len(RANDOM_PREFIX) :], seed)
     if text.startswith(HF_HUB_PREFIX):
         return _parse_hub(text[len(HF_HUB_PREFIX) :])
+    if text.startswith(TRANSFORMERS_PREFIX):
+        return _parse_transformers(text[len(TRANSFORMERS_PREFIX) :])
     if text.startswith(LOCAL_DIR_PREFIX):
         return _parse_dir(text[len(LOCAL_DIR_PREFIX) :])
     if Path(text).expanduser().is_dir():
@@ -212,8 +223,20 @@ def _parse_hub(repo_id: str) -> _Source:
     return _Source("hub", f"{HF_HUB_PREFIX}{repo_id}", location=repo_id)
 
 
+def _parse_transformers(location: str) -> _Source:
+    """``hf:X``: X is a folder if one exists there, else a hub repo id."""
+    if Path(location).expanduser().is_dir():
+        folder = str(_absolute(location))
+        return _Source("transformers", f"{TRANSFORMERS_PREFIX}{folder}", location=folder)
+    if not location.strip("/"):
+        raise NeuronAttackError("The spec 'hf:' names no repo; write it as 'hf:org/name'.")
+    return _Source("transformers", f"{TRANSFORMERS_PREFIX}{location}", location=location)
+
+
 def _parse_dir(path_text: str) -> _Source:
     folder = _absolute(path_text)
+    if (folder / "config.json").is_file() and not (folder / CONFIG_NAME).is_file():
+        return _parse_transformers(str(folder))
     if not folder.is_dir():
         raise NeuronAttackError(
             f"The model folder {folder} does not exist; give a folder holding {CONFIG_NAME} "
@@ -372,17 +395,21 @@ def _hub_file(repo_id: str, filenames: tuple[str, ...], source: _Source) -> Path
         reason = f"{repo_id} has none of {', '.join(filenames)}"
     # The hub client raises many types (offline mode, DNS, HTTP, auth); all mean the same here.
     except Exception as error:
-        reason = _first_line(error)
+        reason = _hub_reason(error)
     local_copy = (
         f"a checkpoint file as '{source.arch}:/path/to/{HF_SAFE_WEIGHTS_NAME}'"
         if source.arch
-        else "a downloaded copy of the repo as 'local-dir:/path/to/repo'"
+        else f"a downloaded copy of the repo as '{_folder_prefix(source)}/path/to/repo'"
     )
     raise NeuronAttackError(
         f"The weights for '{source.spec}' could not be downloaded or found in the local Hugging "
         f"Face cache ({reason}); pass {local_copy}, or pre-populate the Hugging Face cache and "
         "set HF_HUB_OFFLINE=1."
     )
+
+
+def _folder_prefix(source: _Source) -> str:
+    return TRANSFORMERS_PREFIX if source.kind == "transformers" else LOCAL_DIR_PREFIX
 
 
 def _checkpoint_in_dir(folder: Path) -> Path:
@@ -520,9 +547,12 @@ def _read_tensors(path: Path) -> object:
         if path.suffix == ".safetensors":
             return load_file(path)
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # torch's own message goes on to explain how to load the file unsafely.
-        reason = "it pickles objects other than tensors"
+    except pickle.UnpicklingError as error:
+        # torch's own message goes on to explain how to load the file unsafely. It says "weights
+        # only load failed" for random bytes too: only an unsupported global is a pickled object.
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        reason = (f"it pickles objects other than tensors ({found[1]})" if found else
+                  "it is not a PyTorch checkpoint: the file is damaged or of another format")
     # Bad files also make torch.load raise RuntimeError (TorchScript), KeyError or EOFError.
     except Exception as error:
         reason = _first_line(error)
@@ -558,8 +588,19 @@ def _load_weights(
     model.load_state_dict(state_dict, strict=True)
 
 
-def _first_line(error: BaseException) -> str:
-    """A short reason for a one-sentence message: third-party errors span many lines."""
+def _hub_reason(error: BaseException) -> str:
+    """Why the hub gave nothing, without the hub client's advice to unset HF_HUB_OFFLINE: here
+    the cache is what is missing, not the network."""
+    if isinstance(error, OfflineModeIsEnabled) or "offline mode is enabled" in str(error):
+        return "HF_HUB_OFFLINE is set and the cache does not hold them"
+    return _first_line(error)
+
+
+def _first_line(error: BaseException, limit: int = 200) -> str:
+    """A short reason for a one-sentence message: third-party errors span many lines. Cut at a
+    word, never inside one."""
     lines = str(error).strip().splitlines()
     text = lines[0] if lines else type(error).__name__
-    return text[:200]
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(",;:") + " …"
