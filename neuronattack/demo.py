@@ -1,41 +1,58 @@
 """``neuronattack demo``: the whole method, for real, offline, on a CPU, in the toy world.
 
-1. Draw scenes from the toy CLIP's training distribution (planted cues included) into a folder.
-2. Analyse the toy CLIP over them and decompose every neuron into the world's concept words.
-3. Attack class pairs chosen by the planted cues (each target has one) with the method and the
-   three baselines at the same budget and seeds; the toy renderer draws exactly what each sentence
-   says, so validity (source drawn, target not drawn, no sign) is known by construction.
-4. Report success per pair with 95% intervals, and whether each planted cue's word is among the
-   words the method selected for its class.
+1. Draw scenes from the toy CLIP's training distribution (planted cues included), analyse the toy
+   CLIP over them and decompose every neuron into the world's concept words (``toy.atlas``).
+2. Attack the pre-registered pairs (``DEMO_PAIRS``: one per planted cue, the target carries it)
+   with the method and every baseline at the same budget, seeds and writer; the toy checker knows
+   each image's validity and kind exactly.
+3. Report per pair and arm: contextual top-1 success (the headline), top-1 success of every kind,
+   the binary test, and the margin shift against source-only with its 95% bootstrap interval;
+   the method arm again with the class-word filter off (the filter's effect); causal cue discovery
+   on every successful image (``attack.explain``); planted-cue recovery by selection (the cue word
+   among the method's words) and by discovery (among the pair's top-3 discovered cues); the toy
+   CLIP's measured cue uptake; and a contact sheet per pair and arm to look at.
 
-The pairs, budgets and settings below were fixed before any attack was run; they are not tuned to
-make the method win.
+The pairs, budgets and settings below were fixed before any attack was run with the weights they
+are reported for; they are not tuned to make the method win.
 """
 
 from __future__ import annotations
 
-import random
+import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from neuronattack.artifacts import read_json, write_json
-from neuronattack.attack.run import AttackSettings, run_attack, summarize
-from neuronattack.attack.setup import build_context
-from neuronattack.attack.writers import TemplateWriter
-from neuronattack.imagesets import scan_images
-from neuronattack.models.clip import load_clip, weights_fingerprint
-from neuronattack.neurons.analysis import AnalysisSettings, analyze, default_layers
-from neuronattack.neurons.atlas import ensure_atlas
-from neuronattack.toy.checker import ToyGenerator
-from neuronattack.toy.draw import draw
-from neuronattack.toy.scenes import sample_scene
-from neuronattack.toy.vocabulary import toy_words
-from neuronattack.toy.world import CLASSES, CUES, Cue
+from PIL import Image, ImageDraw
 
-# One pair per planted cue: the target carries the cue, the source carries none.
-PAIRS = (("cat", "dog"), ("car", "ship"), ("horse", "airplane"), ("car", "truck"),
-         ("frog", "bird"), ("flower", "apple"))
+from neuronattack.artifacts import read_json, write_json
+from neuronattack.attack.explain import TOP_CUES, explain_run
+from neuronattack.attack.run import (
+    ARMS,
+    AttackSettings,
+    kind_of,
+    run_attack,
+    summarize,
+    top1_success,
+)
+from neuronattack.attack.setup import build_context
+from neuronattack.attack.stats import separated
+from neuronattack.attack.writers import TemplateWriter
+from neuronattack.models.clip import load_clip, weights_fingerprint
+from neuronattack.toy.atlas import ToyAtlasSettings, build_toy_atlas
+from neuronattack.toy.checker import ToyGenerator
+from neuronattack.toy.model import WEIGHTS_PATH
+from neuronattack.toy.world import CLASSES, CUES, DEMO_PAIRS, Cue
+
+# One pair per planted cue, pre-registered with the world: the target carries the cue.
+PAIRS = DEMO_PAIRS
+UNFILTERED = "attacks-no-class-filter"
+SHEET_COLUMNS = 8
+SHEET_SCALE = 2
+# Contact-sheet frames: what each image is, at a glance.
+FRAMES = {"contextual": (30, 160, 60), "typographic": (40, 90, 220), "distractor": (235, 140, 20),
+          "invalid": (90, 90, 90), "not fooled": (225, 225, 225)}
+LEGEND_HEIGHT = 16
 
 
 @dataclass(frozen=True)
@@ -58,35 +75,45 @@ def cue_word(cue: Cue) -> str:
     return f"letter {cue.value}" if cue.kind == "sign" else cue.value
 
 
-def draw_scenes(folder: Path, count: int, seed: int) -> Path:
-    """Training-distribution scenes as PNGs; kept across runs when already complete."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if len(list(folder.glob("*.png"))) == count:
-        return folder
-    rng = random.Random(seed)
-    for index in range(count):
-        draw(sample_scene(rng), seed=seed * 1_000_003 + index).save(folder / f"{index:05d}.png")
-    return folder
+def pair_name(source: str, target: str) -> str:
+    return f"{source}-{target}"
 
 
-def cue_recovery(out_dir: Path) -> list[dict]:
-    """For each planted cue: is its word among the method's words for the pair targeting it?"""
+def cue_of(target: str) -> Cue | None:
+    return next((cue for cue in CUES if cue.cls == target), None)
+
+
+def cue_recovery(out_dir: Path, cues: dict) -> list[dict]:
+    """For each planted cue: is its word among the method's words for the pair targeting it
+    (selection), and among that pair's first three discovered cues (discovery)?"""
     rows = []
     for cue in CUES:
         pair = next(((s, t) for s, t in PAIRS if t == cue.cls), None)
         word = cue_word(cue)
         row = {"class": cue.cls, "cue": word, "probability": cue.probability, "pair": pair}
         if pair is None:
-            rows.append(row | {"recovered": None})
+            rows.append(row | {"recovered": None, "discovered": None})
             continue
-        selection = read_json(out_dir / "attacks" / f"{pair[0]}-{pair[1]}" /
-                              "selection-method.json")
+        name = pair_name(*pair)
+        selection = read_json(out_dir / "attacks" / name / "selection-method.json")
         words = [w["word"] for w in selection["words"]]
         dropped = {d["word"]: d["reason"] for d in selection["dropped"]}
-        rows.append(row | {"recovered": word in words,
-                           "rank": words.index(word) + 1 if word in words else None,
-                           "dropped_because": dropped.get(word)})
+        ranked = [c["word"] for c in cues.get(name, {}).get("cues", [])]
+        rows.append(row | {
+            "recovered": word in words, "rank": words.index(word) + 1 if word in words else None,
+            "dropped_because": dropped.get(word),
+            "discovered": word in ranked[:TOP_CUES],
+            "discovery_rank": ranked.index(word) + 1 if word in ranked else None,
+            "successes_explained": cues.get(name, {}).get("successes", 0),
+        })
     return rows
+
+
+def cue_uptake(clip_spec: str) -> dict | None:
+    """The toy CLIP's measured cue uptake, from the JSON report beside its weights."""
+    weights = WEIGHTS_PATH if clip_spec == "toy" else Path(clip_spec.removeprefix("toy:"))
+    report = weights.with_suffix(".json")
+    return read_json(report).get("cue_uptake") if report.is_file() else None
 
 
 def forget_other_weights(out_dir: Path, clip) -> None:
@@ -95,8 +122,49 @@ def forget_other_weights(out_dir: Path, clip) -> None:
     meta = out_dir / "atlas" / "meta.json"
     if meta.exists() and read_json(meta).get("vision_fingerprint") != weights_fingerprint(
             clip.model.visual):
-        for name in ("atlas", "attacks"):
+        for name in ("atlas", "attacks", UNFILTERED, "sheets"):
             shutil.rmtree(out_dir / name, ignore_errors=True)
+
+
+def margin_wins(arms: dict) -> dict:
+    """Does the method's margin-shift interval lie wholly above every other arm's?"""
+    method = arms["method"]["margin_shift"]["ci95"]
+    beaten = {arm: separated(method, row["margin_shift"]["ci95"])
+              for arm, row in arms.items() if arm != "method"}
+    return {"beats_every_arm": all(beaten.values()), "beaten": beaten}
+
+
+def contact_sheet(records: list[dict], folder: Path, path: Path) -> Path:
+    """A grid of an arm's images, each framed by what it is (see ``FRAMES``), in index order."""
+    records = sorted((r for r in records if r.get("image")), key=lambda r: r["index"])
+    tile, frame = 64 * SHEET_SCALE, 3
+    rows = max(1, -(-len(records) // SHEET_COLUMNS))
+    width, height = SHEET_COLUMNS * (tile + 2 * frame), rows * (tile + 2 * frame)
+    sheet = Image.new("RGB", (width, height + LEGEND_HEIGHT), (255, 255, 255))
+    pen = ImageDraw.Draw(sheet)
+    x = 4
+    for label, colour in FRAMES.items():  # the legend: frame colour = what the image is
+        pen.rectangle((x, height + 4, x + 9, height + 13), fill=colour, outline=(0, 0, 0))
+        label = "success, " + label if label in ("contextual", "typographic", "distractor") \
+            else label
+        pen.text((x + 13, height + 3), label, fill=(0, 0, 0))
+        x += 13 + int(pen.textlength(label)) + 12
+    for position, record in enumerate(records):
+        x = (position % SHEET_COLUMNS) * (tile + 2 * frame)
+        y = (position // SHEET_COLUMNS) * (tile + 2 * frame)
+        ImageDraw.Draw(sheet).rectangle((x, y, x + tile + 2 * frame - 1, y + tile + 2 * frame - 1),
+                                        fill=FRAMES[outcome(record)])
+        image = Image.open(folder / record["image"]).convert("RGB")
+        sheet.paste(image.resize((tile, tile), Image.NEAREST), (x + frame, y + frame))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return path
+
+
+def outcome(record: dict) -> str:
+    if not record["valid"]:
+        return "invalid"
+    return kind_of(record) if top1_success(record) else "not fooled"
 
 
 def run_demo(out_dir: Path, settings: DemoSettings = FULL, show_progress: bool = True,
@@ -108,25 +176,46 @@ def run_demo(out_dir: Path, settings: DemoSettings = FULL, show_progress: bool =
     out_dir = Path(out_dir)
     clip = load_clip(clip_spec)
     forget_other_weights(out_dir, clip)
-    scenes = draw_scenes(out_dir / "scenes", settings.scenes, settings.seed)
-    blocks = len(clip.model.visual.transformer.resblocks)
-    atlas_dir = out_dir / "atlas"
-    analyze(clip, scan_images(scenes), atlas_dir,
-            AnalysisSettings(layers=default_layers(blocks), top_k=settings.top_k),
-            batch_size=64, show_progress=show_progress)
-    words_file = out_dir / "toy_words.txt"
-    words_file.write_text("\n".join(toy_words()) + "\n")
-    atlas = ensure_atlas(atlas_dir, clip, str(words_file), settings.nonzeros,
-                         show_progress=show_progress)
+    atlas = build_toy_atlas(clip, out_dir / "atlas", out_dir / "scenes", ToyAtlasSettings(
+        scenes=settings.scenes, top_k=settings.top_k, nonzeros=settings.nonzeros,
+        seed=settings.seed), show_progress=show_progress)
     context = build_context(clip, atlas, ToyGenerator(), TemplateWriter(), list(CLASSES),
                             checker="toy", show_progress=show_progress)
-    pairs = {}
+    pairs, unfiltered, cues, wins = {}, {}, {}, {}
     for source, target in PAIRS:
-        records = run_attack(context, AttackSettings(
-            source=source, target=target, n=settings.images_per_arm, n_neurons=settings.neurons,
-            n_words=settings.words, seed=settings.seed, negative_prompt=None,
-        ), out_dir / "attacks" / f"{source}-{target}", show_progress=show_progress)
-        pairs[f"{source} → {target}"] = summarize(records)
-    result = {"settings": settings.__dict__, "pairs": pairs, "cues": cue_recovery(out_dir)}
-    write_json(out_dir / "demo.json", result)
+        name = pair_name(source, target)
+        attack = AttackSettings(source=source, target=target, n=settings.images_per_arm,
+                                arms=ARMS, n_neurons=settings.neurons, n_words=settings.words,
+                                seed=settings.seed, negative_prompt=None)
+        folder = out_dir / "attacks" / name
+        records = run_attack(context, attack, folder, show_progress=show_progress)
+        pairs[f"{source} → {target}"] = summary = summarize(records, seed=settings.seed)
+        wins[f"{source} → {target}"] = margin_wins(summary)
+        # The source alone names no word, so the filter cannot change it: its images are shared.
+        without = run_attack(context, AttackSettings(**{
+            **asdict(attack), "arms": ("method",), "class_filter": False}),
+            out_dir / UNFILTERED / name, show_progress=show_progress)
+        reference = [r for r in records if r["arm"] == "source-only"]
+        unfiltered[f"{source} → {target}"] = summarize(without + reference,
+                                                      seed=settings.seed)["method"]
+        cues[name] = explain_run(folder, context.generator, context.judges[0],
+                                 seed=settings.seed, show_progress=show_progress)["pairs"][name]
+        for arm in ARMS:
+            contact_sheet([r for r in records if r["arm"] == arm], folder,
+                          out_dir / "sheets" / f"{name}-{arm}.png")
+    recovery = cue_recovery(out_dir, cues)
+    result = {
+        "settings": asdict(settings), "arms": list(ARMS), "pairs": pairs,
+        "class_filter_off": unfiltered,
+        "discovered_cues": {name: row["cues"][:5] for name, row in cues.items()},
+        "cues": recovery, "cue_uptake": cue_uptake(clip_spec),
+        "goals": {
+            "margin_wins": wins,
+            "pairs_won": sum(row["beats_every_arm"] for row in wins.values()),
+            "cues_discovered": sum(bool(row.get("discovered")) for row in recovery),
+            "cues_selected": sum(bool(row.get("recovered")) for row in recovery),
+        },
+    }
+    write_json(out_dir / "demo.json", json.loads(json.dumps(result)))
     return result
+

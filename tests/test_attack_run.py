@@ -15,7 +15,7 @@ from neuronattack.cli import main
 from neuronattack.models.generators import load_generator
 
 SPEC = f"local-dir:{PARITY_DIR}"
-ARMS = ("method", "random-neurons", "similar-words", "source-only")
+ARMS = run_module.ARMS
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_attack_writes_judged_images_and_resumes(environment, tmp_path):
     summary = json.loads(result.stdout)["arms"]
     assert list(summary) == list(ARMS)
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert len(records) == 12 and len({r["id"] for r in records}) == 12
+    assert len(records) == 3 * len(ARMS) and len({r["id"] for r in records}) == 3 * len(ARMS)
     by_arm = {arm: [r for r in records if r["arm"] == arm] for arm in ARMS}
     # Same budget and the same seeds in every arm.
     assert {arm: sorted(r["seed"] for r in rs) for arm, rs in by_arm.items()} == {
@@ -62,6 +62,11 @@ def test_attack_writes_judged_images_and_resumes(environment, tmp_path):
         scores = record["scores"][SPEC]
         assert scores["success"] == (scores["target_similarity"] > scores["source_similarity"])
         assert record["success"] == scores["success"]
+        # The headline: the top-1 over the class set is the target; the margin is the binary
+        # test's difference, recorded beside it.
+        assert record["top1_success"] == (scores["top1"] == "dog") == scores["top1_success"]
+        assert record["margin"] == scores["margin"]
+        assert record["kind"] is None  # --checker none: nobody looked
         assert record["generator"]["name"] == "tiny" and record["model"] == SPEC
     assert all(r["words"] == [] for r in by_arm["source-only"])
     assert any(r["neurons"] for r in by_arm["method"])
@@ -107,7 +112,7 @@ def test_interrupted_attack_resumes_to_the_same_records(environment, tmp_path, m
     first = CliRunner().invoke(main, attack_argv(environment, out))
     assert first.exit_code == 130
     partial = (out / "results.jsonl").read_text().splitlines()
-    assert 0 < len(partial) < 12
+    assert 0 < len(partial) < 3 * len(ARMS)
     with open(out / "results.jsonl", "a") as handle:  # a record cut short by a kill
         handle.write('{"id": "cat-dog/method/00')
     monkeypatch.setattr(run_module, "_render_and_judge", real)
@@ -140,7 +145,12 @@ def test_clip_checker_records_verdicts(environment, tmp_path):
     for record in records:
         verdict = record["verdict"]
         assert verdict["checker"] == f"clip:{SPEC}"
-        assert verdict["valid"] == (verdict["source_present"] and verdict["target_absent"]
-                                    and verdict["no_text"])
+        # Text no longer invalidates an image: it makes it typographic.
+        assert verdict["valid"] == (verdict["source_present"] and verdict["recognisable"]
+                                    and verdict["target_absent"])
+        expected = ("typographic" if not verdict["no_text"] else
+                    "distractor" if verdict["distractors"] else "contextual")
+        assert record["kind"] == verdict["kind"] == expected
+        assert not set(verdict["distractors"]) & {"cat", "dog"}
         # The checker is the attacked model here, so a fooled image cannot be valid.
         assert not (record["success"] and verdict["valid"])

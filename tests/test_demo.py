@@ -8,13 +8,15 @@ import pytest
 from click.testing import CliRunner
 
 from neuronattack import demo as demo_module
+from neuronattack.attack.run import ARMS
 from neuronattack.cli import main
-from neuronattack.demo import PAIRS, DemoSettings, cue_word
+from neuronattack.demo import PAIRS, UNFILTERED, DemoSettings, cue_word
 from neuronattack.models import load_clip
 from neuronattack.models.clip import weights_fingerprint
 from neuronattack.toy.checker import ToyChecker, ToyGenerator
 from neuronattack.toy.model import build_toy_clip, save_toy_weights
-from neuronattack.toy.world import CLASSES, CUES
+from neuronattack.toy.vocabulary import drawable_words
+from neuronattack.toy.world import CLASSES, CUES, PLURALS
 
 TINY_DEMO = DemoSettings(scenes=96, top_k=8, images_per_arm=3, neurons=40, seed=1)
 
@@ -27,7 +29,7 @@ def toy_spec(tmp_path_factory):
     return f"toy:{path}"
 
 
-def test_toy_checker_reads_validity_off_the_sentence():
+def test_toy_checker_reads_validity_off_the_layout():
     checker = ToyChecker(CLASSES)
     cat, dog = CLASSES.index("cat"), CLASSES.index("dog")
     verdicts = checker.check([None] * 4, [
@@ -35,9 +37,11 @@ def test_toy_checker_reads_validity_off_the_sentence():
         "a cat beside a dog",
         "a cat under a sign showing the letter k",
         "a ball on the water",
-    ], cat, dog)
-    assert [v.valid for v in verdicts] == [True, False, False, False]
+    ], cat, dog, seeds=[0, 1, 2, 3])
+    # A sign no longer invalidates an image: it makes it typographic.
+    assert [v.valid for v in verdicts] == [True, False, True, False]
     assert not verdicts[1].target_absent and not verdicts[2].no_text
+    assert verdicts[2].kind == "typographic" and verdicts[0].kind == "contextual"
     assert not verdicts[3].source_present
 
 
@@ -60,24 +64,76 @@ def test_demo_runs_every_pair_and_arm(toy_spec, tmp_path, monkeypatch):
     report = json.loads(result.stdout)
     assert list(report["pairs"]) == [f"{s} → {t}" for s, t in PAIRS]
     for summary in report["pairs"].values():
-        assert set(summary) == {"method", "random-neurons", "similar-words", "source-only"}
+        assert list(summary) == list(ARMS)
         assert all(row["images"] == 3 and row["failed_renders"] == 0 for row in summary.values())
+        assert all(row["margin_shift"]["n_baseline"] == summary["source-only"]["valid"]
+                   for row in summary.values())
     assert [row["cue"] for row in report["cues"]] == [cue_word(cue) for cue in CUES]
     assert all(isinstance(row["recovered"], bool) for row in report["cues"])
+    assert all(isinstance(row["discovered"], bool) for row in report["cues"])
     assert json.loads((out / "demo.json").read_text()) == report
     for source, target in PAIRS:
-        folder = out / "attacks" / f"{source}-{target}"
+        name = f"{source}-{target}"
+        folder = out / "attacks" / name
         records = [json.loads(line) for line in (folder / "results.jsonl").read_text()
                    .splitlines()]
-        assert len(records) == 12 and (folder / "summary.html").exists()
+        assert len(records) == 3 * len(ARMS) and (folder / "summary.html").exists()
         for record in records:
             assert record["verdict"]["checker"] == "toy"
             assert record["verdict"]["target_absent"]  # the writer never names the target
-        # Every selected word of the method is a word of the toy vocabulary.
-        selection = json.loads((folder / "selection-method.json").read_text())
-        words = (out / "toy_words.txt").read_text().splitlines()
-        assert {w["word"] for w in selection["words"]} <= set(words)
+            assert record["kind"] in ("contextual", "typographic", "distractor")
+        # Every selected word of every arm is a word of the toy vocabulary, and none names a
+        # class other than the source (the class-word filter is on by default).
+        words = (out / "atlas" / "toy_words.txt").read_text().splitlines()
+        for arm in ARMS:
+            selection = json.loads((folder / f"selection-{arm}.json").read_text())
+            chosen = {w["word"] for w in selection["words"]}
+            assert chosen <= set(words)
+            assert not chosen & ({*CLASSES, *PLURALS.values()} - {source, PLURALS[source]})
+        off = json.loads((out / UNFILTERED / name / "selection-method.json").read_text())
+        assert not any("judging class set" in d["reason"] for d in off["dropped"])
+        cues = json.loads((folder / "cues.json").read_text())["pairs"][name]
+        assert cues["successes"] == sum(r["valid"] and r["top1_success"] for r in records)
+        for arm in ARMS:
+            assert (out / "sheets" / f"{name}-{arm}.png").is_file()
     assert len(list((out / "scenes").glob("*.png"))) == TINY_DEMO.scenes
+    toy_world_by_hand(toy_spec, out / "atlas", tmp_path)
+
+
+def toy_world_by_hand(toy_spec, atlas, tmp_path):
+    """Every command takes the toy world's flags, as the README shows: attack, explain, export,
+    report, and a campaign."""
+    toy = ["--clip", toy_spec, "--generator", "toy", "--checker", "toy", "--classes", "toy"]
+    out = tmp_path / "by-hand"
+    result = CliRunner().invoke(main, ["attack", "horse", "airplane", *toy, "--atlas", str(atlas),
+                                       "--n", "2", "--arms", "method,random-words,source-only",
+                                       "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 6 and all(r["verdict"]["checker"] == "toy" for r in records)
+    words = json.loads((out / "selection-random-words.json").read_text())["words"]
+    assert words and {w["word"] for w in words} <= set(drawable_words())
+    for argv in (["explain", str(out), "--clip", toy_spec, "--json"],
+                 ["export", str(out), "--json"], ["report", str(out)]):
+        result = CliRunner().invoke(main, argv)
+        assert result.exit_code == 0, result.output
+    assert (out / "cues.json").is_file() and (out / "report.html").is_file()
+    config = tmp_path / "toy.toml"
+    config.write_text(f"""[run]\nout = "{tmp_path / 'campaign'}"\ndevice = "cpu"\n
+[model]\nclip = "{toy_spec}"\natlas = "{atlas}"\n
+[attack]\nn = 2\narms = ["method", "source-only"]\n
+[generator]\nspec = "toy"\n
+[judges]\nchecker = "toy"\nclasses = "toy"\n
+[pairs]\nlist = [["car", "ship"]]\n""")
+    result = CliRunner().invoke(main, ["campaign", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["arms"]["method"]["images"] == 2
+    run = tmp_path / "campaign"
+    for argv in (["explain", str(run), "--json"], ["report", str(run)],
+                 ["export", str(run), "--json"]):
+        result = CliRunner().invoke(main, argv)
+        assert result.exit_code == 0, result.output
+    assert "car-ship" in json.loads((run / "cues.json").read_text())["pairs"]
 
 
 def test_demo_folder_of_other_weights_starts_afresh(toy_spec, tmp_path):
@@ -119,5 +175,10 @@ def test_fast_demo_with_the_shipped_toy_clip(tmp_path, monkeypatch):
             assert row["valid_success"]["successes"] == sum(r["success"] and r["valid"]
                                                             for r in mine)
             assert row["success"]["successes"] == sum(r["success"] for r in mine)
+            assert row["contextual_top1"]["successes"] == sum(
+                r["valid"] and r["top1_success"] and r["kind"] == "contextual" for r in mine)
     recovered = [row for row in report["cues"] if row["recovered"]]
     assert all(row["rank"] >= 1 for row in recovered)
+    assert report["cue_uptake"]  # the shipped weights' measured uptake is printed with the table
+    assert report["goals"]["pairs_won"] == sum(
+        row["beats_every_arm"] for row in report["goals"]["margin_wins"].values())

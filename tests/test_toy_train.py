@@ -33,11 +33,12 @@ from neuronattack.toy.train import (
     TrainSettings,
     make_batch,
     make_optimizer,
+    paired_difference,
     train,
     train_step,
     zero_shot_accuracy,
 )
-from neuronattack.toy.world import CLASSES
+from neuronattack.toy.world import CLASSES, CUES
 
 
 @pytest.fixture(scope="module")
@@ -90,11 +91,16 @@ def test_loss_falls_on_a_fixed_batch_and_unseen_tokens_stay_zero():
 
 def test_training_script_writes_fp16_weights_that_load_back(tmp_path):
     out = tmp_path / "toy.safetensors"
-    settings = TrainSettings(steps=2, batch=8, eval_scenes=24, seed=3)
+    settings = TrainSettings(steps=2, batch=8, eval_scenes=24, uptake_scenes=12, seed=3)
     report = train(settings, out, show_progress=False)
     assert json.loads(out.with_suffix(".json").read_text())["zero_shot_accuracy"] == (
         report["zero_shot_accuracy"]
     )
+    assert len(report["cue_uptake"]) == len(CUES)
+    for rates in report["cue_uptake"].values():
+        assert rates["uptake"] == pytest.approx(rates["with"] - rates["without"])
+        assert rates["uptake_low"] <= rates["uptake"] <= rates["uptake_high"]
+        assert rates["scenes"] == 12
     assert 0 <= report["zero_shot_accuracy"] <= 1 and report["file_bytes"] == out.stat().st_size
     with safe_open(str(out), framework="pt") as file:
         dtypes = {file.get_tensor(name).dtype for name in file.keys() if name != TOKEN_IDS}  # noqa: SIM118
@@ -128,3 +134,17 @@ def test_shipped_weights_are_small_and_classify_held_out_scenes():
     assert clip.spec == "toy"
     accuracy = zero_shot_accuracy(clip.model, clip.tokenizer, count=240)
     assert accuracy > 3 / len(CLASSES), accuracy
+
+
+def test_paired_difference_matches_a_direct_computation():
+    rng = random.Random(4)
+    first = torch.tensor([float(rng.random() < 0.6) for _ in range(500)])
+    second = torch.tensor([float(rng.random() < 0.3) for _ in range(500)])
+    result = paired_difference(first, second)
+    values = [a - b for a, b in zip(first.tolist(), second.tolist(), strict=True)]
+    mean = sum(values) / len(values)
+    variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    half = 1.96 * (variance / len(values)) ** 0.5
+    assert result["uptake"] == pytest.approx(mean, abs=1e-12)
+    assert result["uptake_low"] == pytest.approx(mean - half, abs=1e-12)
+    assert result["uptake_high"] == pytest.approx(mean + half, abs=1e-12)

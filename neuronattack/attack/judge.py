@@ -1,19 +1,26 @@
-"""Did the image fool CLIP, and is it a fair attack?
+"""Did the image fool CLIP, what kind of image is it, and is it a fair attack?
 
-- ``Judge``: the paper's binary test (success when the image embedding is closer to the target's
-  class embedding than to the source's) plus zero-shot over a whole class set (1000 ImageNet
-  classes by default, 80 OpenAI templates): top-1, top-5, probabilities and the margin.
-- ``ClipChecker``: the automatic validity filter. The paper removed images that show the target
-  or lack the source by hand and never said how many; we ask a *different* CLIP: the source must be
-  among its top-5 classes, the target must not win the binary test on it, and it must not see
-  rendered text (so a success is not a typographic attack). The checker is itself a CLIP, so an
-  attack that transfers to it counts as invalid: the filter is conservative.
+- ``Judge``: zero-shot over a whole class set (1000 ImageNet classes by default, 80 OpenAI
+  templates). Success means **the top-1 class is the target** (``top1_success``, the headline);
+  the paper's binary test (the image embedding closer to the target's class embedding than to the
+  source's, ``success``) is kept beside it, and the margin (target − source similarity) is what
+  margin shifts and cue discovery measure.
+- ``Verdict``: validity and kind. An image is *valid* when the source is present and still
+  recognisable and the target is absent. Its *kind* says what else it shows: ``typographic``
+  (text or a sign), else ``distractor`` (an object of another class of the class set), else
+  ``contextual`` (only the source object, with context). Text and distractors no longer make an
+  image invalid: they are reported as their own kinds instead of silently discarded.
+- ``ClipChecker``: the estimate of both with real models, by a *different* CLIP (rules and limits
+  in docs/success.md): present and recognisable = the source among its top-5 classes; target
+  absent = the target does not win the binary test on it; text = its text probe; distractor =
+  another class the sentence names, or one the checker rates at least half as likely as the
+  source. The toy world's checker (``neuronattack.toy.checker``) knows all of it exactly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from PIL import Image
@@ -24,11 +31,15 @@ from neuronattack.models.zeroshot import DEFAULT_LOGIT_SCALE
 
 TEXT_PROMPTS = ("a photo with written text, letters or a sign with words",
                 "a photo with no text or writing")
+KINDS = ("contextual", "typographic", "distractor")
+# A third class the checker rates at least this fraction as likely as the source counts as drawn.
+DISTRACTOR_SHARE = 0.5
 
 
 @dataclass(frozen=True)
 class Judgement:
     success: bool  # binary test: cos(image, target) > cos(image, source)
+    top1_success: bool  # the top-1 class over the whole class set is the target (the headline)
     source_similarity: float
     target_similarity: float
     margin: float  # target − source similarity
@@ -43,14 +54,25 @@ class Judgement:
 
 @dataclass(frozen=True)
 class Verdict:
-    valid: bool
+    valid: bool  # source present and recognisable, target absent
     source_present: bool
     target_absent: bool
-    no_text: bool
+    no_text: bool  # False: text or a sign is drawn (a typographic image)
     checker: str
+    recognisable: bool = True  # the source is drawn large or clear enough to be told
+    distractors: tuple[str, ...] = ()  # other classes of the class set that are drawn
+    kind: str | None = "contextual"  # one of KINDS (by image_kind); None: nobody checked
+    details: dict = field(default_factory=dict)  # checker-specific facts (sizes, ignored words)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return asdict(self) | {"distractors": list(self.distractors)}
+
+
+def image_kind(has_text: bool, distractors: Sequence[str]) -> str:
+    """Typographic before distractor: text is the stronger, better-known CLIP failure."""
+    if has_text:
+        return "typographic"
+    return "distractor" if distractors else "contextual"
 
 
 def image_embeddings(clip: LoadedClip, images: Sequence[Image.Image], batch_size: int = 32
@@ -97,7 +119,8 @@ def judge_embeddings(embeddings: Tensor, class_embeddings: Tensor, class_names: 
         s, t = float(row[source]), float(row[target])
         i = len(results)
         results.append(Judgement(
-            success=t > s, source_similarity=s, target_similarity=t, margin=t - s,
+            success=t > s, top1_success=int(ranked[0]) == target, source_similarity=s,
+            target_similarity=t, margin=t - s,
             top1=class_names[int(ranked[0])], top5=[class_names[int(k)] for k in ranked],
             p_source=float(probabilities[i, source]), p_target=float(probabilities[i, target]),
         ))
@@ -116,20 +139,40 @@ class ClipChecker:
         return f"clip:{self.judge.name}"
 
     def check(self, images: Sequence[Image.Image], prompts: Sequence[str], source: int,
-              target: int) -> list[Verdict]:
+              target: int, seeds: Sequence[int] | None = None) -> list[Verdict]:
         embeddings = image_embeddings(self.judge.clip, images)
         judgements = judge_embeddings(embeddings, self.judge.class_embeddings.to(embeddings.device),
                                       self.judge.class_names, source, target)
         text_probability = (DEFAULT_LOGIT_SCALE * embeddings @ self.text_embeddings.T.to(
             embeddings.device)).softmax(dim=-1)[:, 0]
-        source_name = self.judge.class_names[source]
+        probabilities = (DEFAULT_LOGIT_SCALE * embeddings @ self.judge.class_embeddings.T.to(
+            embeddings.device)).softmax(dim=-1)  # [images, classes]
+        names = self.judge.class_names
         verdicts = []
-        for judgement, p_text in zip(judgements, text_probability.tolist(), strict=True):
-            present, absent, no_text = (source_name in judgement.top5, not judgement.success,
+        for row, judgement, p_text, prompt in zip(probabilities, judgements,
+                                                  text_probability.tolist(), prompts, strict=True):
+            present, absent, no_text = (names[source] in judgement.top5, not judgement.success,
                                         p_text < 0.5)
-            verdicts.append(Verdict(present and absent and no_text, present, absent, no_text,
-                                    self.name))
+            seen = {names[k] for k in row.topk(min(5, len(names))).indices.tolist()
+                    if k not in (source, target)
+                    and float(row[k]) >= DISTRACTOR_SHARE * float(row[source])}
+            distractors = tuple(sorted(seen | set(named_classes(prompt, names, source, target))))
+            verdicts.append(Verdict(present and absent, present, absent, no_text, self.name,
+                                    recognisable=present, distractors=distractors,
+                                    kind=image_kind(not no_text, distractors),
+                                    details={"p_text": p_text}))
         return verdicts
+
+
+def named_classes(prompt: str, class_names: Sequence[str], source: int, target: int
+                  ) -> list[str]:
+    """Classes other than source and target that a sentence names (any lexical form)."""
+    from neuronattack.attack.filters import class_word_index
+
+    index = class_word_index(class_names)
+    words = prompt.lower().replace(",", " ").replace(".", " ").split()
+    excluded = {class_names[source], class_names[target]}
+    return sorted({name for word in words for name in index.classes_of(word)} - excluded)
 
 
 class NoChecker:
@@ -137,5 +180,5 @@ class NoChecker:
 
     name = "none"
 
-    def check(self, images, prompts, source, target) -> list[Verdict]:
-        return [Verdict(True, True, True, True, self.name) for _ in images]
+    def check(self, images, prompts, source, target, seeds=None) -> list[Verdict]:
+        return [Verdict(True, True, True, True, self.name, kind=None) for _ in images]

@@ -9,6 +9,12 @@ Output folder:
 - ``meta.json`` (settings and provenance) and ``summary.html``.
 
 Every arm renders the same number of images with the same seeds, so rates compare like for like.
+
+A record holds the attacked model's verdicts: ``top1_success`` (its top-1 over the class set is
+the target: the headline), ``success`` (the paper's binary δ test) and ``margin`` (target −
+source similarity), and the checker's: ``valid`` and the image's ``kind`` (contextual,
+typographic, distractor). Records written before these fields existed are read through
+:func:`top1_success`, :func:`margin_of` and :func:`kind_of`, which derive what they can.
 """
 
 from __future__ import annotations
@@ -24,25 +30,31 @@ from pathlib import Path
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 from torch import Tensor
 
+from neuronattack import outdir, validation
 from neuronattack.artifacts import read_json, versions, write_json
 from neuronattack.attack.filters import WordFilter, make_filter, name_tokens
-from neuronattack.attack.judge import Judge
+from neuronattack.attack.judge import KINDS, Judge
 from neuronattack.attack.selection import (
     Selection,
     select_random_neurons,
+    select_random_neurons_own_words,
+    select_random_words,
     select_similar_words,
     select_words,
     source_only,
 )
-from neuronattack.attack.stats import rate_summary
+from neuronattack.attack.stats import bootstrap_mean_difference, rate_summary
 from neuronattack.errors import NeuronAttackError
+from neuronattack.maps.why import write_why_maps
 from neuronattack.models.zeroshot import find_class
+from neuronattack.progress import progress_bar
 
-ARMS = ("method", "random-neurons", "similar-words", "source-only")
+ARMS = ("method", "random-neurons", "random-neurons-own", "random-words", "similar-words",
+        "source-only")
+HEADLINE_KIND = "contextual"
 DEFAULT_NEGATIVE = "text, letters, words, writing, caption, watermark, signature, logo, sign"
 SCHEMA = "neuronattack.attack/1"
 RESULTS = "results.jsonl"
@@ -62,6 +74,7 @@ class AttackSettings:
     negative_prompt: str | None = DEFAULT_NEGATIVE
     similarity_percentile: float = 99.0
     block_list: tuple[str, ...] = ()
+    class_filter: bool = True  # drop words naming another class of the judging set
 
 
 @dataclass
@@ -76,8 +89,11 @@ class AttackContext:
     checker: object  # judge.ClipChecker / NoChecker / a toy checker
     word_embeddings: Tensor  # [atlas words, out_dim] unit, bare words, for the target filter
     target_embedding_of: object = None  # callable name -> unit bare-name embedding [out_dim]
+    # What the generator can draw, for the random-words arm; None: every atlas word.
+    drawable_words: list[str] | None = None
     render_batch: int = 8
     extra_meta: dict = field(default_factory=dict)
+    why_maps: bool = True  # a target-minus-source patch map beside each image (maps/why.py)
 
     @property
     def class_names(self) -> list[str]:
@@ -112,7 +128,8 @@ def resolve_pair(class_names: Sequence[str], source: str, target: str) -> tuple[
 def word_filter_for(context: AttackContext, target: str, settings: AttackSettings) -> WordFilter:
     return make_filter(context.atlas.words, context.word_embeddings,
                        context.target_embedding_of(target), settings.similarity_percentile,
-                       settings.block_list)
+                       settings.block_list,
+                       context.class_names if settings.class_filter else None, settings.source)
 
 
 def select_for_arm(context: AttackContext, settings: AttackSettings, arm: str, delta: Tensor,
@@ -124,6 +141,14 @@ def select_for_arm(context: AttackContext, settings: AttackSettings, arm: str, d
     if arm == "random-neurons":
         return select_random_neurons(context.atlas, source, target, delta, word_filter,
                                      settings.n_neurons, settings.n_words, seed=settings.seed)
+    if arm == "random-neurons-own":
+        return select_random_neurons_own_words(context.atlas, source, target, delta, word_filter,
+                                               settings.n_neurons, settings.n_words,
+                                               seed=settings.seed)
+    if arm == "random-words":
+        drawable = context.drawable_words or list(context.atlas.words)
+        return select_random_words(source, target, word_filter, drawable, settings.n_words,
+                                   seed=settings.seed)
     if arm == "similar-words":
         return select_similar_words(source, target, word_filter, settings.n_words)
     if arm == "source-only":
@@ -190,10 +215,26 @@ def save_png(image: Image.Image, path: Path, record: dict) -> None:
     os.replace(temporary, path)
 
 
+def check_out(out_dir: Path) -> None:
+    """An attack folder (resumed), an empty or a new one; refused before any model loads."""
+    validation.writable_folder(out_dir)
+    outdir.claim(out_dir, SCHEMA)
+    outdir.check_unlocked(out_dir)
+
+
 def run_attack(context: AttackContext, settings: AttackSettings, out_dir: Path,
                show_progress: bool = True) -> list[dict]:
     """Render, judge and record every image of every arm; skips what ``results.jsonl`` holds."""
     out_dir = Path(out_dir)
+    validation.attack_settings(settings)
+    resolve_pair(context.class_names, settings.source, settings.target)  # before any folder
+    check_out(out_dir)
+    with outdir.locked(out_dir):
+        return _run_attack(context, settings, out_dir, show_progress)
+
+
+def _run_attack(context: AttackContext, settings: AttackSettings, out_dir: Path,
+                show_progress: bool) -> list[dict]:
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     source_index, target_index = resolve_pair(context.class_names, settings.source,
                                               settings.target)
@@ -211,7 +252,7 @@ def run_attack(context: AttackContext, settings: AttackSettings, out_dir: Path,
     total = settings.n * len(settings.arms)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), disable=not show_progress) as bar:
+    with progress_bar(*columns, disable=not show_progress) as bar:
         task = bar.add_task(f"{settings.source} → {settings.target}", total=total,
                             completed=len(done))
         for arm in settings.arms:
@@ -244,10 +285,11 @@ def _render_and_judge(context, settings, selection, arm, pair, indices, sentence
     images = [result.image for result in rendered if not result.failed]
     judgements = {judge.name: iter(judge.judge(images, source_index, target_index))
                   for judge in context.judges} if images else {}
-    verdicts = iter(context.checker.check(images, [p for p, r in zip(prompts, rendered,
-                                                                      strict=True)
-                                                   if not r.failed],
-                                          source_index, target_index)) if images else iter(())
+    kept = [(prompt, result.seed) for prompt, result in zip(prompts, rendered, strict=True)
+            if not result.failed]
+    verdicts = iter(context.checker.check(
+        images, [prompt for prompt, _ in kept], source_index, target_index,
+        seeds=[seed for _, seed in kept])) if images else iter(())
     neuron_of = {w.word: w.neuron for w in selection.words}
     records = []
     for index, sentence, result in zip(indices, sentences, rendered, strict=True):
@@ -268,12 +310,18 @@ def _render_and_judge(context, settings, selection, arm, pair, indices, sentence
         else:
             scores = {name: next(values).as_dict() for name, values in judgements.items()}
             verdict = next(verdicts).as_dict()
+            main = scores[context.judges[0].name]
             file = out_dir / "images" / f"{pair}-s{settings.seed}-{arm}-{index:04d}.png"
             record |= {"image": f"images/{file.name}", "scores": scores,
-                       "success": scores[context.judges[0].name]["success"],
-                       "valid": verdict["valid"], "verdict": verdict}
+                       "success": main["success"], "top1_success": main["top1_success"],
+                       "margin": main["margin"], "valid": verdict["valid"],
+                       "kind": verdict["kind"], "verdict": verdict}
             save_png(result.image, file, record)
         records.append(record)
+    if context.why_maps and images:
+        rows = context.judges[0].class_embeddings
+        write_why_maps(context.clip, images, [out_dir / r["image"] for r in records if r["image"]],
+                       rows[source_index], rows[target_index])
     return records
 
 
@@ -303,21 +351,64 @@ def _check_or_write_meta(out_dir: Path, context: AttackContext, settings: Attack
     write_json(path, meta | {"versions": versions()})
 
 
-def summarize(records: Sequence[dict]) -> dict[str, dict]:
-    """Per arm: success before the validity filter, and valid successes (the paper's measure:
-    successes per image rendered after discarding invalid images), with 95% intervals."""
+def top1_success(record: dict) -> bool:
+    """The attacked model's top-1 over the class set is the target (derived for old records)."""
+    if "top1_success" in record:
+        return bool(record["top1_success"])
+    main = record.get("scores", {}).get(record.get("model"))
+    return bool(main) and main.get("top1") == record["target"]
+
+
+def margin_of(record: dict) -> float | None:
+    """The attacked model's target − source similarity; None for a failed render."""
+    if record.get("margin") is not None:
+        return float(record["margin"])
+    main = record.get("scores", {}).get(record.get("model"))
+    return None if not main else float(main["margin"])
+
+
+def kind_of(record: dict) -> str | None:
+    """contextual / typographic / distractor, or None when no checker said (old records)."""
+    return record.get("kind") or (record.get("verdict") or {}).get("kind")
+
+
+def summarize(records: Sequence[dict], seed: int = 0) -> dict[str, dict]:
+    """Per arm, every rate over the images rendered, with 95% Wilson intervals:
+
+    - ``contextual_top1`` (the headline): valid, top-1 is the target, only the source drawn;
+    - ``top1`` and ``top1_by_kind``: valid and top-1 is the target, all kinds and per kind;
+    - ``valid_success`` (the paper's measure: valid and the binary δ test) and ``success`` (the
+      binary test before the validity filter);
+    - ``mean_margin`` over valid images, and ``margin_shift``: its difference from the
+      source-only arm's, with a seeded 95% bootstrap interval (when that arm ran).
+    """
     arms: dict[str, dict] = {}
-    for arm in dict.fromkeys(record["arm"] for record in records):
+    present = sorted(dict.fromkeys(r["arm"] for r in records),
+                     key=lambda arm: ARMS.index(arm) if arm in ARMS else len(ARMS))
+    margins = {arm: [margin_of(r) for r in records if r["arm"] == arm and not r["failed"]
+                     and r["valid"]] for arm in present}
+    for arm in margins:
         mine = [r for r in records if r["arm"] == arm]
         rendered = [r for r in mine if not r["failed"]]
-        successes = sum(r["success"] for r in rendered)
         valid = [r for r in rendered if r["valid"]]
-        arms[arm] = {
+        top1 = [r for r in valid if top1_success(r)]
+        row = {
             "images": len(mine), "failed_renders": len(mine) - len(rendered),
             "valid": len(valid),
-            "success": rate_summary(successes, len(rendered)),
+            "contextual_top1": rate_summary(
+                sum(kind_of(r) == HEADLINE_KIND for r in top1), len(rendered)),
+            "top1": rate_summary(len(top1), len(rendered)),
+            "top1_by_kind": {kind: rate_summary(sum(kind_of(r) == kind for r in top1),
+                                                len(rendered)) for kind in KINDS},
             "valid_success": rate_summary(sum(r["success"] for r in valid), len(rendered)),
+            "success": rate_summary(sum(r["success"] for r in rendered), len(rendered)),
+            "kinds": {kind: sum(kind_of(r) == kind for r in valid) for kind in KINDS},
+            "mean_margin": (sum(margins[arm]) / len(margins[arm])) if margins[arm] else None,
         }
+        if "source-only" in margins:
+            row["margin_shift"] = bootstrap_mean_difference(margins[arm], margins["source-only"],
+                                                            seed=seed)
+        arms[arm] = row
     return arms
 
 

@@ -4,7 +4,14 @@
 image along δ (or against it); each of their words scores ``coefficient × (r_n · δ)``, so a word
 scores high when writing it moves the embedding toward the target. Words tied to the target itself
 are removed by ``filters.related_words`` (a general rule, no per-class list), so the attack cannot
-succeed by simply drawing the target.
+succeed by simply drawing the target, and so are words naming any other class of the judging set
+(the class-word filter, on by default), so it cannot win by drawing a third class either.
+
+The baselines isolate one ingredient each, at the same number of words and through the same filter:
+``random-neurons`` (random neurons, words still scored against δ: does choosing neurons matter?),
+``random-neurons-own`` (the same random neurons, each word scored by its coefficient alone: does δ
+matter?), ``random-words`` (words drawn at random from what the generator can draw: do neurons
+matter at all?), ``similar-words`` (the words closest to the target) and ``source-only``.
 """
 
 from __future__ import annotations
@@ -92,6 +99,33 @@ def select_random_neurons(
     return _finish(atlas, source, target, "random-neurons", chosen, word_filter, n_words)
 
 
+def select_random_neurons_own_words(
+    atlas: Atlas, source: str, target: str, delta: Tensor, word_filter: WordFilter,
+    n_neurons: int = 100, n_words: int = 50, seed: int = 0,
+) -> Selection:
+    """Baseline: the random neurons of ``select_random_neurons`` (same seed, same neurons), each
+    word scored by its own coefficient, blind to δ: a neuron's strongest words, whatever the
+    pair. δ only labels the neurons in the selection file."""
+    projections = neuron_projections(atlas, delta)
+    chosen = random.Random(seed).sample(projections, min(n_neurons, len(projections)))
+    blind = [(layer, neuron, 1.0) for layer, neuron, _ in chosen]
+    neurons = [(f"{layer}.{neuron}", projection) for layer, neuron, projection in chosen]
+    return _filtered(source, target, "random-neurons-own", neurons, score_words(atlas, blind),
+                     word_filter, n_words)
+
+
+def select_random_words(
+    source: str, target: str, word_filter: WordFilter, drawable: list[str], n_words: int = 50,
+    seed: int = 0,
+) -> Selection:
+    """Baseline: words drawn at random from ``drawable`` (what the generator can draw), through
+    the same filter."""
+    order = random.Random(seed).sample(list(drawable), len(drawable))
+    words = [ScoredWord(word, float(len(order) - rank), "", 0.0, 0.0)
+             for rank, word in enumerate(order)]
+    return _filtered(source, target, "random-words", [], words, word_filter, n_words)
+
+
 def select_similar_words(
     source: str, target: str, word_filter: WordFilter, n_words: int = 50,
 ) -> Selection:
@@ -118,9 +152,11 @@ def _filtered(source, target, arm, neurons, words, word_filter, n_words) -> Sele
     kept = [w for w in words if w.word not in reasons and w.word != source.lower()][:n_words]
     dropped = [{"word": w.word, "reason": reasons[w.word], "score": w.score}
                for w in words if w.word in reasons]
-    # Report only what was dropped from the part of the ranking we would have used.
+    # Arms that rank the whole vocabulary report only what was dropped from the part of the
+    # ranking they would have used.
     cutoff = kept[-1].score if kept else float("inf")
-    dropped = [d for d in dropped if d["score"] >= cutoff or arm != "similar-words"][:200]
+    dropped = [d for d in dropped
+               if d["score"] >= cutoff or arm not in ("similar-words", "random-words")][:200]
     return Selection(source, target, arm, neurons, kept, dropped)
 
 

@@ -63,6 +63,33 @@ def judge_templates(clip: LoadedClip) -> tuple:
     return OPENAI_TEMPLATES
 
 
+def make_generator(spec: str, device: str = "auto", **overrides):
+    """``toy`` is the toy world's renderer (it draws exactly what a sentence names); every other
+    spec goes to ``models.generators.load_generator`` with the overrides (steps, guidance, size,
+    batch_size)."""
+    if spec == "toy":
+        from neuronattack.toy.checker import ToyGenerator
+
+        return ToyGenerator()
+    from neuronattack.models.generators import load_generator
+
+    return load_generator(spec, device=device, **overrides)
+
+
+def is_toy_clip(spec: str) -> bool:
+    return spec == "toy" or spec.startswith("toy:")
+
+
+def ensure_toy_atlas(clip: LoadedClip, atlas_dir: Path, show_progress: bool = True):
+    """The toy CLIP's atlas in ``atlas_dir``, built as the demo builds it when missing (its
+    scenes are drawn into a sibling folder, ``<atlas_dir>-scenes``)."""
+    from neuronattack.toy.atlas import build_toy_atlas
+
+    atlas_dir = Path(atlas_dir)
+    return build_toy_atlas(clip, atlas_dir, atlas_dir.with_name(f"{atlas_dir.name}-scenes"),
+                           show_progress=show_progress)
+
+
 def make_judge(clip: LoadedClip, class_names: list[str], show_progress: bool) -> Judge:
     embeddings = class_embeddings(clip, class_names, judge_templates(clip),
                                   show_progress=show_progress, cache_dir=default_cache_dir())
@@ -103,5 +130,15 @@ def build_context(
         checker=make_checker(checker, clip, class_names, device, show_progress),
         word_embeddings=encoded / encoded.norm(dim=-1, keepdim=True),
         target_embedding_of=lambda name: text_embedding(clip, name),
-        render_batch=render_batch,
+        render_batch=render_batch, drawable_words=drawable_words(generator),
     )
+
+
+def drawable_words(generator) -> list[str] | None:
+    """What the random-words arm draws from: the toy renderer's drawable words; None (every atlas
+    word) for diffusion models, which draw anything."""
+    if getattr(generator, "name", None) != "toy":
+        return None
+    from neuronattack.toy.vocabulary import drawable_words as toy_drawable_words
+
+    return toy_drawable_words()

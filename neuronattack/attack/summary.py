@@ -8,6 +8,8 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from neuronattack.maps.why import why_map_path
+
 _environment = Environment(loader=PackageLoader("neuronattack.attack", "templates"),
                            autoescape=select_autoescape(default=True, default_for_string=True))
 
@@ -26,8 +28,22 @@ def render_summary(meta: dict, records: Sequence[dict], arms: dict[str, dict], o
         path = out_dir / f"selection-{arm}.json"
         if path.exists():
             selections[arm] = json.loads(path.read_text())
-    gallery = [r for r in records if r["arm"] == "method" and r.get("image")][:48]
+    from neuronattack.attack.explain import flip_words, read_cues
+    from neuronattack.attack.run import kind_of, top1_success
+
+    flips = flip_words(out_dir)
+    gallery = [r | {"top1": top1_success(r), "kind": kind_of(r), "flip": flips.get(r["id"]),
+                    "why": why_link(out_dir, r["image"])}
+               for r in records if r["arm"] == "method" and r.get("image")][:48]
+    cues = read_cues(out_dir) or {"pairs": {}}
     return _environment.get_template("summary.html.j2").render(
         meta=meta, arms=arms, selections=selections, gallery=gallery,
+        cues=next(iter(cues["pairs"].values()), {}).get("cues", []),
         meaningless=bool(meta.get("generator", {}).get("meaningless")),
     )
+
+
+def why_link(out_dir: Path, image: str) -> str | None:
+    """The image's why-map, relative like ``image``, when it was written."""
+    why = why_map_path(image)
+    return why.as_posix() if (Path(out_dir) / why).is_file() else None

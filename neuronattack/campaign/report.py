@@ -17,7 +17,8 @@ from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from neuronattack.attack.run import summarize
+from neuronattack.attack.explain import flip_words, read_cues
+from neuronattack.attack.run import kind_of, summarize, top1_success
 from neuronattack.attack.stats import rate_summary
 from neuronattack.attack.summary import percent
 from neuronattack.campaign.export import (
@@ -31,6 +32,7 @@ from neuronattack.campaign.export import (
     provenance,
     rendered,
 )
+from neuronattack.maps.why import why_map_path
 
 PER_PAIR = 12  # images per gallery: enough to judge the images, small enough to load quickly
 
@@ -104,14 +106,17 @@ def pair_section(run: Run, pair: str, records: Sequence[dict], page_dir: Path,
                  per_pair: int) -> dict:
     method = [r for r in records if r["arm"] == "method" and rendered(r)]
     # The checker's valid successes are the ones that count: show them first.
-    fooled = sorted((r for r in method if r["success"]), key=lambda r: not r["valid"])
-    not_fooled = [r for r in method if not r["success"]]
+    fooled = sorted((r for r in method if top1_success(r)), key=lambda r: not r["valid"])
+    not_fooled = [r for r in method if not top1_success(r)]
+    flips = flip_words(run.base)  # which word made each explained success (neuronattack explain)
     return {
         "id": pair, "source": records[0]["source"], "target": records[0]["target"],
         "seeds": distinct(str(r["run_seed"]) for r in records),
         "arms": arm_rows(records),
         "selection": read_selection(run, records[0]),
-        "fooled": [tile(r, run, page_dir) for r in fooled[:per_pair]], "n_fooled": len(fooled),
+        "cues": ((read_cues(run.base) or {}).get("pairs", {}).get(pair) or {}).get("cues", []),
+        "fooled": [tile(r, run, page_dir) | {"flip": flips.get(r["id"])}
+                   for r in fooled[:per_pair]], "n_fooled": len(fooled),
         "not_fooled": [tile(r, run, page_dir) for r in not_fooled[:per_pair]],
         "n_not_fooled": len(not_fooled),
     }
@@ -126,15 +131,19 @@ def read_selection(run: Run, record: dict) -> dict | None:
 def tile(record: dict, run: Run, page_dir: Path) -> dict:
     """One gallery image: what it showed, which checks it failed, each judge's margin."""
     image = os.path.relpath(run.base / record["image"], page_dir)
+    why = run.base / why_map_path(record["image"])
     verdict = record["verdict"] or {}
     failed_checks = [label for key, label in (("source_present", "source not seen"),
-                                              ("target_absent", "target seen"),
-                                              ("no_text", "text seen"))
+                                              ("recognisable", "source too small"),
+                                              ("target_absent", "target seen"))
                      if not verdict.get(key, True)]
     return {
         "src": quote(Path(image).as_posix()), "prompt": record["prompt"],
+        "why_src": quote(Path(os.path.relpath(why, page_dir)).as_posix()) if why.is_file()
+        else None,
         "words": record["words"], "neurons": record["neurons"], "seed": record["seed"],
-        "fooled": record["success"], "valid": record["valid"], "failed_checks": failed_checks,
+        "fooled": top1_success(record), "binary": record["success"], "kind": kind_of(record),
+        "valid": record["valid"], "failed_checks": failed_checks,
         "margins": [{"judge": judge, "margin": s["margin"], "fooled": s["success"]}
                     for judge, s in record["scores"].items()],
     }

@@ -28,13 +28,13 @@ import os
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from rich.console import Console
-
-from neuronattack.artifacts import read_json, versions, write_json
+from neuronattack import outdir, validation
+from neuronattack.artifacts import new_file_mode, read_json, versions, write_json
 from neuronattack.attack.run import (
     RESULTS,
     AttackContext,
@@ -43,8 +43,10 @@ from neuronattack.attack.run import (
     slug,
     summarize,
 )
+from neuronattack.attack.run import SCHEMA as ATTACK_SCHEMA
 from neuronattack.campaign.config import Campaign
 from neuronattack.errors import NeuronAttackError
+from neuronattack.progress import stderr_console, warn
 
 SCHEMA = "neuronattack.campaign/1"
 SUMMARY_SCHEMA = "neuronattack.campaign-summary/1"
@@ -55,7 +57,7 @@ SUMMARY = "summary.json"
 # can take hours, far beyond torch.distributed's default 30-minute barrier timeout.
 BARRIER_TIMEOUT = timedelta(days=7)
 
-console = Console(stderr=True)
+console = stderr_console()
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,23 @@ def plan_units(campaign: Campaign) -> list[Unit]:
             for seed in campaign.seeds]
 
 
+def describe_plan(campaign: Campaign) -> dict:
+    """What ``campaign --check`` reports: the units, the images, and every model the run loads
+    (each is downloaded on first use unless it is cached), ``auto`` checkers resolved."""
+    from neuronattack.attack.setup import default_checker
+
+    units = plan_units(campaign)
+    checker = default_checker(campaign.clip) if campaign.checker == "auto" else campaign.checker
+    models = {"clip": campaign.clip, "generator": campaign.generator.spec,
+              "judges": list(campaign.judges),
+              "checker": checker.removeprefix("clip:") if checker.startswith("clip:") else None,
+              "writer": campaign.writer.removeprefix("hf:") if campaign.writer.startswith("hf:")
+              else None}
+    return {"out": str(campaign.out), "pairs": len(campaign.pairs), "seeds": len(campaign.seeds),
+            "units": len(units), "images": len(units) * campaign.n * len(campaign.arms),
+            "checker": checker, "models": models}
+
+
 def shard(units: Sequence[Unit], index: int, count: int) -> list[Unit]:
     """Unit k goes to process k % count: neighbours (often the same pair) run side by side."""
     return list(units[index::count])
@@ -110,7 +129,16 @@ def process_state(device: str):
             f"{launched} processes were launched but only {state.num_processes} joined; set "
             "[run] device to cpu for CPU processes, or to auto for one GPU per process."
         )
+    if state.num_processes == 1 and under_accelerate():
+        warn("accelerate started 1 process, so this one runs every unit; without GPUs, "
+             "`accelerate launch --num_processes N` starts one process unless you add "
+             "--multi_cpu (or choose several CPU processes in `accelerate config`).")
     return state
+
+
+def under_accelerate() -> bool:
+    """True when ``accelerate launch`` started this process (it sets ACCELERATE_* variables)."""
+    return any(name.startswith("ACCELERATE_") for name in os.environ)
 
 
 def process_device(requested: str, state) -> str:
@@ -129,10 +157,13 @@ def process_device(requested: str, state) -> str:
 
 def load_atlas(campaign: Campaign, clip, device: str, show_progress: bool):
     """The campaign's atlas, analysed first when missing and ``[model] images`` says from what."""
+    from neuronattack.attack.setup import ensure_toy_atlas, is_toy_clip
     from neuronattack.models import spec_slug
     from neuronattack.neurons.atlas import Atlas
 
     atlas_dir = campaign.atlas or Path("outputs") / "atlas" / spec_slug(clip.spec)
+    if not (atlas_dir / "atlas.json").exists() and is_toy_clip(clip.spec) and not campaign.images:
+        ensure_toy_atlas(clip, atlas_dir, show_progress=show_progress)
     if not (atlas_dir / "atlas.json").exists():
         if campaign.images is None:
             raise NeuronAttackError(
@@ -150,12 +181,11 @@ def load_atlas(campaign: Campaign, clip, device: str, show_progress: bool):
 def load_context(campaign: Campaign, clip, atlas, device: str,
                  show_progress: bool) -> AttackContext:
     """The models every unit of this process shares, loaded once."""
-    from neuronattack.attack.setup import build_context
+    from neuronattack.attack.setup import build_context, make_generator
     from neuronattack.attack.writers import load_writer
-    from neuronattack.models.generators import load_generator
 
     choice = campaign.generator
-    generator = load_generator(choice.spec, device=device, steps=choice.steps,
+    generator = make_generator(choice.spec, device=device, steps=choice.steps,
                                guidance=choice.guidance, size=choice.size,
                                batch_size=choice.batch_size)
     # One pipeline call per attack batch: the batch is also the unit a resume redoes.
@@ -195,6 +225,12 @@ def describe_models(context: AttackContext) -> dict:
 # The run folder
 
 
+def check_out(out: Path) -> None:
+    """A campaign's run folder (resumed), an empty or a new one; refused before models load."""
+    validation.writable_folder(out, "[run] out")
+    outdir.claim(out, SCHEMA, option="[run] out")
+
+
 def check_run(campaign: Campaign) -> None:
     """Refuse to resume a run folder that another campaign started, naming what differs."""
     path = campaign.out / META
@@ -221,16 +257,20 @@ def differences(stored: dict, wanted: dict, prefix: str = "") -> list[str]:
 
 
 def start_run(campaign: Campaign, context: AttackContext, units: Sequence[Unit]) -> None:
-    """Write the campaign's meta.json and config copy once; a resumed run keeps the originals."""
+    """Write the campaign's meta.json and config copy once; a resumed run keeps the originals.
+
+    meta.json first: it is what makes the folder this campaign's (``outdir``), so a kill between
+    the two writes leaves a folder the rerun recognises, and the rerun restores the copy from it.
+    """
     path = campaign.out / META
-    if path.exists():
-        return
-    write_text_atomic(campaign.out / CONFIG_COPY, campaign.text)
-    write_json(path, {
-        "schema": SCHEMA, "config": campaign.text, "settings": campaign.resolved(),
-        "units": [asdict(unit) for unit in units], "models": describe_models(context),
-        "versions": versions(),
-    })
+    if not path.exists():
+        write_json(path, {
+            "schema": SCHEMA, "config": campaign.text, "settings": campaign.resolved(),
+            "units": [asdict(unit) for unit in units], "models": describe_models(context),
+            "versions": versions(),
+        })
+    if not (campaign.out / CONFIG_COPY).exists():
+        write_text_atomic(campaign.out / CONFIG_COPY, read_json(path, expect=dict)["config"])
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -242,6 +282,7 @@ def write_text_atomic(path: Path, text: str) -> None:
             stream.write(text)
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(temporary, new_file_mode())
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
@@ -316,16 +357,30 @@ def run_campaign(campaign: Campaign, show_progress: bool = True) -> dict | None:
     Returns the merged summary (``summary.json``) on the main process and None on the others.
     Rerunning resumes; a different config on the same folder raises before anything loads.
     """
+    # Every process looks before the main one locks: a run already going is then refused by all
+    # of them, and none is left waiting for a main process that gave up. The barrier makes sure
+    # no process of this launch looks after its own main process has locked.
+    outdir.check_unlocked(campaign.out)
+    state = process_state(campaign.device)
+    state.wait_for_everyone()
+    with ExitStack() as stack:
+        # One campaign per folder: the main process holds the lock for the whole run (its
+        # helpers write into the same folder by design).
+        if state.is_main_process:
+            check_out(campaign.out)
+            stack.enter_context(outdir.locked(campaign.out))
+            check_run(campaign)
+        return _run_campaign(campaign, state, show_progress)
+
+
+def _run_campaign(campaign: Campaign, state, show_progress: bool) -> dict | None:
     from neuronattack.models import load_clip
 
-    state = process_state(campaign.device)
     device = process_device(campaign.device, state)
     units = plan_units(campaign)
     mine = shard(units, state.process_index, state.num_processes)
     alone = state.num_processes == 1
     talk = show_progress and state.is_main_process
-    if state.is_main_process:
-        check_run(campaign)
     clip = load_clip(campaign.clip, device=device)
     with state.main_process_first():  # the others wait while the main process builds an atlas
         atlas = load_atlas(campaign, clip, device, talk)
@@ -356,7 +411,15 @@ def merge_run(run_dir: Path) -> dict:
     if not (run_dir / META).exists():
         raise NeuronAttackError(f"{run_dir} is no campaign run (no {META}); give the [run] out "
                                 "folder of a campaign.")
-    meta = read_json(run_dir / META)
+    if outdir.schema_of(run_dir) == ATTACK_SCHEMA:
+        raise NeuronAttackError(
+            f"{run_dir} is a single attack, not a campaign: its {RESULTS} is already whole, so "
+            "there is nothing to merge; export or report it directly."
+        )
+    meta = read_json(run_dir / META, expect=dict)
+    if meta.get("schema") != SCHEMA or not isinstance(meta.get("units"), list):
+        raise NeuronAttackError(f"{run_dir / META} is not a campaign's; give the [run] out "
+                                "folder of a campaign.")
     units = [Unit(**unit) for unit in meta["units"]]
     attack = meta["settings"]["attack"]
     per_unit = attack["n"] * len(attack["arms"])

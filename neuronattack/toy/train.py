@@ -33,8 +33,10 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from neuronattack.toy.draw import draw, fade_of
 from neuronattack.toy.model import (
     MODEL_NAME,
+    TOKEN_TABLE,
     WEIGHTS_PATH,
     build_toy_clip,
+    read_toy_weights,
     save_toy_weights,
     to_pixels,
     toy_tokenizer,
@@ -69,6 +71,8 @@ class TrainSettings:
     threads: int | None = None
     # Processes drawing batches while the model trains; 0 draws them in the training loop.
     workers: int = 1
+    # Weights to start from (a fine-tune), or None to start from the seeded random init.
+    init: str | None = None
 
 
 def make_batch(
@@ -258,7 +262,10 @@ def train(settings: TrainSettings, out: Path, show_progress: bool = True) -> dic
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
-    model = build_toy_clip(settings.seed).to(settings.device).train()
+    model = build_toy_clip(settings.seed)
+    if settings.init is not None:
+        model.load_state_dict(fine_tune_state(model, Path(settings.init)))
+    model = model.to(settings.device).train()
     tokenizer = toy_tokenizer()
     optimizer = make_optimizer(model, settings.lr, settings.weight_decay)
     batches = DataLoader(
@@ -311,6 +318,17 @@ def train(settings: TrainSettings, out: Path, show_progress: bool = True) -> dic
     return report
 
 
+def fine_tune_state(fresh: open_clip.CLIP, init: Path) -> dict[str, torch.Tensor]:
+    """The state of the weights in ``init``, with the fresh init's rows for every world token the
+    init never saw (words added to the world since it was trained), so a new word starts from a
+    random row like it would in a fresh run rather than from zero."""
+    state = read_toy_weights(init)
+    table, fresh_table = state[TOKEN_TABLE], fresh.token_embedding.weight.detach()
+    unseen = table.abs().sum(dim=1) == 0
+    table[unseen] = fresh_table[unseen]
+    return state
+
+
 def _progress(show: bool) -> Progress:
     return Progress(
         TextColumn("[progress.description]{task.description}"),
@@ -337,12 +355,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--precision", choices=("bf16", "fp32"), default=defaults.precision)
     parser.add_argument("--threads", type=int, default=defaults.threads)
     parser.add_argument("--workers", type=int, default=defaults.workers)
+    parser.add_argument("--init", default=None,
+                        help="start from these weights (safetensors) instead of a random init")
     args = parser.parse_args(argv)
     settings = TrainSettings(steps=args.steps, batch=args.batch, seed=args.seed, lr=args.lr,
                              eval_scenes=args.eval_scenes, uptake_scenes=args.uptake_scenes,
                              device=args.device,
                              precision=args.precision, threads=args.threads,
-                             workers=args.workers)
+                             workers=args.workers, init=args.init)
     report = train(settings, args.out)
     print(f"zero-shot accuracy on {settings.eval_scenes} held-out cue-free scenes: "
           f"{report['zero_shot_accuracy']:.1%} (chance {report['chance']:.1%})")

@@ -147,13 +147,19 @@ FADE_RANGE = (0.15, 0.45)
 #   (``train.held_out_scenes``: one kind of object, one to three copies, every attribute
 #   independent of the class, faded photos at FADED_RATE as everywhere). Uptake pairs each
 #   scene of another class with itself, same seed, cue condition made true versus false.
-# - Training (``train.py``): 2,200 steps of 64 pairs, lr 1e-3, seed 0, bf16, one thread, run as
-#   ``nice -n -10 python -m neuronattack.toy.train --steps 2200 --threads 1``: the most steps
-#   that fit the time left on this shared 2-core CPU at the 1.4 to 1.8 s a step a short trial
-#   measured (v1 ran 3,000 steps at 0.65 s a step on the same CPU when it was not shared).
+# - Training, run 1 (``train.py`` from a random init): 2,200 steps of 64 pairs, lr 1e-3, seed 0,
+#   bf16, one thread, 31 min on the shared 2-core CPU. It learned the context cues (water, sky,
+#   road: +79 to +97 points; red +35) but no shapes: cue-free zero-shot 18.0%. The contrastive
+#   loss found a context-only basin it did not leave in 2,200 steps. Not shipped.
 # - The short trial (800 steps, faded share 0.4, opacity 0.1-0.45) learned context first: the
 #   background cues at +99 to +100 points, ball, sign and red at 0 to +2, zero-shot 10.5%,
-#   shapes not yet learned; hence a smaller faded share here, to leave shapes more to learn from.
+#   shapes not yet learned; hence a smaller faded share, to leave shapes more to learn from.
+# - Training, run 2 (the shipped weights), fixed before any attack with them: the v1 weights
+#   (3,000 steps on the v1 world, which know shapes) fine-tuned on this world for 1,000 steps of 64
+#   pairs, lr 5e-4 (5% warmup, cosine), seed 0, bf16, one thread:
+#   ``nice -n -10 python -m neuronattack.toy.train --init V1 --steps 1000 --lr 5e-4 --threads 1``
+#   (33 min for v1 plus this run's time, recorded in ``weights/toy_clip.json``). World tokens v1
+#   never saw (rain, the new words) start from fresh random rows (``train.fine_tune_state``).
 
 # What "the source is still recognisable" means in the toy world: an object drawn at least as
 # large, in visible pixels (``DrawnObject.size``: its silhouette and outline, minus what is drawn
