@@ -108,8 +108,7 @@ def test_cls_attention_baseline_is_a_distribution_over_patches_and_cls(model64):
 
 def test_why_map_explains_the_judges_margin(toy, tmp_path):
     from neuronattack.attack.judge import Judge
-    from neuronattack.attack.setup import judge_templates
-    from neuronattack.models.zeroshot import class_embeddings
+    from neuronattack.models.zeroshot import class_embeddings, judge_templates
     from neuronattack.toy.draw import draw
     from neuronattack.toy.scenes import Scene, SceneObject
     from neuronattack.toy.world import CLASSES

@@ -175,11 +175,10 @@ class StubAtlas:
 
 
 def test_neuron_kinds_with_an_atlas(tmp_path):
-    from neuronattack.attack.setup import judge_templates
     from neuronattack.maps.neuron_maps import class_neurons
     from neuronattack.maps.segment import evaluate_folder
     from neuronattack.models.clip import load_clip
-    from neuronattack.models.zeroshot import class_embeddings
+    from neuronattack.models.zeroshot import class_embeddings, judge_templates
     from neuronattack.toy.world import CLASSES
 
     clip = load_clip("toy")

@@ -304,9 +304,8 @@ def run_segment(clip, data: Path, classes_spec: str | None = None, atlas_dir: Pa
     """What ``neuronattack segment`` does: (draw a toy set into ``data``,) score every map kind,
     write ``out`` (default ``data/segmentation.json``) and return it."""
     from neuronattack.artifacts import versions, write_json
-    from neuronattack.attack.setup import judge_templates
     from neuronattack.maps.toyset import write_toy_masks
-    from neuronattack.models.zeroshot import class_embeddings
+    from neuronattack.models.zeroshot import class_embeddings, judge_templates
     from neuronattack.neurons.atlas import Atlas
 
     data = Path(data)

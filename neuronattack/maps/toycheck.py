@@ -118,10 +118,9 @@ def run_shares(run_dir: Path, clip_spec: str = "toy") -> dict:
     """
     from neuronattack.attack.explain import flip_words
     from neuronattack.attack.run import read_records, top1_success
-    from neuronattack.attack.setup import judge_templates
     from neuronattack.maps.why import why_maps
     from neuronattack.models.clip import load_clip
-    from neuronattack.models.zeroshot import class_embeddings
+    from neuronattack.models.zeroshot import class_embeddings, judge_templates
     from neuronattack.toy.renderer import ToyRenderer
     from neuronattack.toy.world import CLASSES
 
