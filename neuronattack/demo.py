@@ -25,6 +25,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from neuronattack import outdir, validation
 from neuronattack.artifacts import read_json, write_json
 from neuronattack.attack.explain import TOP_CUES, explain_run
 from neuronattack.attack.run import (
@@ -47,6 +48,9 @@ from neuronattack.toy.world import CLASSES, CUES, DEMO_PAIRS, Cue
 # One pair per planted cue, pre-registered with the world: the target carries the cue.
 PAIRS = DEMO_PAIRS
 UNFILTERED = "attacks-no-class-filter"
+# The demo deletes and rewrites its subfolders, so it only ever runs in a folder that says it is a
+# demo's (outdir's rule; there is no flag to run in someone else's).
+SCHEMA = "neuronattack.demo/1"
 SHEET_COLUMNS = 8
 SHEET_SCALE = 2
 # Contact-sheet frames: what each image is, at a glance.
@@ -174,6 +178,15 @@ def run_demo(out_dir: Path, settings: DemoSettings = FULL, show_progress: bool =
     ``clip_spec`` is the shipped toy CLIP; tests pass other toy weights (``toy:/path``).
     """
     out_dir = Path(out_dir)
+    validation.writable_folder(out_dir)
+    outdir.claim(out_dir, SCHEMA)
+    with outdir.locked(out_dir):
+        if not (out_dir / outdir.MARKER).exists():
+            write_json(out_dir / outdir.MARKER, {"schema": SCHEMA})
+        return _run_demo(out_dir, settings, show_progress, clip_spec)
+
+
+def _run_demo(out_dir: Path, settings: DemoSettings, show_progress: bool, clip_spec: str) -> dict:
     clip = load_clip(clip_spec)
     forget_other_weights(out_dir, clip)
     atlas = build_toy_atlas(clip, out_dir / "atlas", out_dir / "scenes", ToyAtlasSettings(

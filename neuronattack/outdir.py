@@ -1,9 +1,9 @@
 """Output folders: which ones a command may write into, and one writer per folder at a time.
 
 The rule: a folder is ours when it holds our ``meta.json`` of the kind the command writes (an
-analysis, an attack, a campaign, an export). A missing or empty folder is free. Anything else that
-is not empty belongs to someone else: it is refused unless the user says so explicitly, and even
-then we only add our files and never delete theirs.
+analysis, an attack, a campaign, an export, a demo). A missing or empty folder is free. Anything
+else that is not empty belongs to someone else: it is refused unless the user says so explicitly,
+and even then we only add our files and never delete theirs.
 
 The lock is an ``flock`` on a hidden file in the folder. The kernel releases it when its process
 dies, however it dies, so the lock of a killed run (SIGKILL, a lost SLURM job) is simply taken
@@ -39,6 +39,7 @@ KINDS = {
     "neuronattack.attack/1": "attack",
     "neuronattack.campaign/1": "campaign",
     "neuronattack.export/1": "export",
+    "neuronattack.demo/1": "demo",
 }
 
 

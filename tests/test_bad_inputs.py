@@ -106,6 +106,11 @@ CASES = {
                                 "--overwrite"], "will not delete it"),
         ("not a run", ["export", "{shared}/foreign", "--out", "{out}"], "is not a run folder"),
     ],
+    "demo": [
+        ("out not ours", ["demo", "--fast", "--out", "{shared}/foreign"], "is not empty"),
+        ("out an attack", ["demo", "--fast", "--out", "{shared}/attack"],
+         "holds a neuronattack attack, not the demo"),
+    ],
     "merge": [
         ("attack folder", ["merge", "{shared}/attack"], "single attack, not a campaign"),
         ("damaged meta", ["merge", "{shared}/broken-campaign"], "is damaged"),

@@ -12,8 +12,8 @@ from neuronattack.errors import NeuronAttackError
 from neuronattack.models.clip import LoadedClip, load_clip
 from neuronattack.models.zeroshot import (
     IMAGENET_NAMES,
-    OPENAI_TEMPLATES,
     class_embeddings,
+    judge_templates,
     text_embedding,
 )
 from neuronattack.neurons.text_dictionary import cached_encodings, default_cache_dir
@@ -48,19 +48,6 @@ def default_checker(clip_spec: str) -> str:
     if clip_spec == "toy":
         return "toy"
     return "clip:ViT-B-16:openai" if clip_spec.startswith("ViT-L-14") else "clip:ViT-L-14:openai"
-
-
-def judge_templates(clip: LoadedClip) -> tuple:
-    """OpenAI's 80 templates, except for the toy CLIP, which only knows its world's words."""
-    if clip.spec == "toy" or clip.spec.startswith("toy:"):
-        from neuronattack.toy.train import ZERO_SHOT_TEMPLATES
-
-        def with_article(name: str) -> str:  # the toy captions always say "a cat", "an apple"
-            return ("an " if name[:1] in "aeiou" else "a ") + name
-
-        return tuple((lambda name, t=template: t.format(with_article(name)))
-                     for template in ZERO_SHOT_TEMPLATES)
-    return OPENAI_TEMPLATES
 
 
 def make_generator(spec: str, device: str = "auto", **overrides):

@@ -24,6 +24,8 @@ Schema (only ``[model] clip`` and one key of ``[pairs]`` are required)::
     words = 50                        # words kept per arm
     negative_prompt = "text, ..."     # "" for none (FLUX takes none) [default: against text]
     similarity_percentile = 99.0      # drop words more similar to the target than this
+    class_filter = true               # drop words naming another judged class (false keeps
+                                      # them, as `attack --keep-class-words`)
     block_list = "words.txt"          # words never to use: a file (one per line) or a list
 
     [generator]
@@ -114,6 +116,7 @@ class Campaign:
     n_words: int
     negative_prompt: str | None
     similarity_percentile: float
+    class_filter: bool
     block_list: tuple[str, ...]
     generator: GeneratorChoice
     writer: str
@@ -127,7 +130,8 @@ class Campaign:
         return AttackSettings(
             source=source, target=target, n=self.n, arms=self.arms, n_neurons=self.n_neurons,
             n_words=self.n_words, seed=seed, negative_prompt=self.negative_prompt,
-            similarity_percentile=self.similarity_percentile, block_list=self.block_list,
+            similarity_percentile=self.similarity_percentile, class_filter=self.class_filter,
+            block_list=self.block_list,
         )
 
     def resolved(self) -> dict:
@@ -137,13 +141,15 @@ class Campaign:
         editing a comment must not orphan finished work.
         """
         names_hash = hashlib.sha256("\n".join(self.class_names).encode()).hexdigest()[:16]
+        # Recorded only when off, so runs started before the key existed still resume.
+        unfiltered = {} if self.class_filter else {"class_filter": False}
         return json.loads(json.dumps({
             "clip": self.clip, "atlas": None if self.atlas is None else str(self.atlas),
             "attack": {"n": self.n, "seeds": self.seeds, "arms": self.arms,
                        "neurons": self.n_neurons, "words": self.n_words,
                        "negative_prompt": self.negative_prompt,
                        "similarity_percentile": self.similarity_percentile,
-                       "block_list": self.block_list},
+                       "block_list": self.block_list, **unfiltered},
             "generator": asdict(self.generator), "writer": self.writer, "judges": self.judges,
             "checker": self.checker, "classes": self.classes,
             "class_names_hash": names_hash,
@@ -252,6 +258,10 @@ def any_text(value: object) -> str | None:
     return None if isinstance(value, str) else "must be a string"
 
 
+def boolean(value: object) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
+
+
 def text_list(value: object) -> str | None:
     ok = isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value)
     return None if ok else "must be a list of non-empty strings"
@@ -358,6 +368,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "negative_prompt": Field(any_text, 'negative_prompt = "text, letters, words"',
                                  DEFAULT_NEGATIVE),
         "similarity_percentile": Field(percentile, "similarity_percentile = 99.0", 99.0),
+        "class_filter": Field(boolean, "class_filter = false", AttackSettings.class_filter),
         "block_list": Field(block_list, 'block_list = "blocked-words.txt"', []),
     },
     "generator": {
@@ -602,7 +613,7 @@ def build_campaign(source_text: str, name: str, values: dict[str, dict], names: 
         arms=tuple(attack["arms"]), n_neurons=attack["neurons"], n_words=attack["words"],
         negative_prompt=attack["negative_prompt"] or None,
         similarity_percentile=float(attack["similarity_percentile"]),
-        block_list=tuple(blocked),
+        class_filter=attack["class_filter"], block_list=tuple(blocked),
         generator=GeneratorChoice(
             spec=gen["spec"], steps=gen["steps"],
             guidance=None if gen["guidance"] is None else float(gen["guidance"]),

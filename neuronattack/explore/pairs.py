@@ -30,8 +30,7 @@ def pair_views(atlas, clip, pairs: list[tuple[str, str]], n_neurons: int = 100,
     """For each (source, target): the method's neurons (``r·δ``), kept words and dropped words."""
     from neuronattack.attack.filters import make_filter
     from neuronattack.attack.selection import class_delta, select_words
-    from neuronattack.attack.setup import judge_templates
-    from neuronattack.models.zeroshot import class_embeddings, text_embedding
+    from neuronattack.models.zeroshot import class_embeddings, judge_templates, text_embedding
     from neuronattack.neurons.text_dictionary import cached_encodings
     from neuronattack.neurons.vocabulary import Vocabulary, word_list_hash
 

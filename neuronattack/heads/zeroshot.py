@@ -13,8 +13,7 @@ from neuronattack.errors import NeuronAttackError
 def classifier(clip, class_names: Sequence[str], show_progress: bool = False) -> Tensor:
     """Unit class rows ``[classes, out_dim]`` with the templates the attack's judge uses (the
     toy CLIP's own for the toy CLIP, OpenAI's 80 otherwise), so accuracies agree across tools."""
-    from neuronattack.attack.setup import judge_templates
-    from neuronattack.models.zeroshot import class_embeddings
+    from neuronattack.models.zeroshot import class_embeddings, judge_templates
 
     return class_embeddings(clip, list(class_names), judge_templates(clip),
                             show_progress=show_progress)

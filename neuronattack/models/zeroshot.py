@@ -75,6 +75,19 @@ def is_wnid(label: str) -> bool:
     return _WNID.fullmatch(label) is not None
 
 
+def judge_templates(clip: LoadedClip) -> tuple[Template, ...]:
+    """OpenAI's 80 templates, except for the toy CLIP, which only knows its world's words."""
+    if clip.spec == "toy" or clip.spec.startswith("toy:"):
+        from neuronattack.toy.train import ZERO_SHOT_TEMPLATES
+
+        def with_article(name: str) -> str:  # the toy captions always say "a cat", "an apple"
+            return ("an " if name[:1] in "aeiou" else "a ") + name
+
+        return tuple((lambda name, t=template: t.format(with_article(name)))
+                     for template in ZERO_SHOT_TEMPLATES)
+    return OPENAI_TEMPLATES
+
+
 def text_embedding(clip: LoadedClip, text: str) -> Tensor:
     """The unit-normalised embedding ``[out_dim]`` of one bare prompt, used as written."""
     return torch.nn.functional.normalize(encode_texts(clip, [text])[0], dim=-1)
