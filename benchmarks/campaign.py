@@ -9,12 +9,16 @@
 2. Scaling: the campaign launched with ``accelerate launch`` as 1 and as 2 CPU processes, one
    torch thread each: wall time from launch to exit, and time inside ``run_campaign`` (models,
    units, waiting for the other shard, merging).
+3. Batching: a campaign of small arms (``--small-n`` images per arm, ``--small-batch`` per
+   generator call) rendered as today, in batches across arms and units, against the former
+   per-arm batches (each arm cut on its own, its last batch part full), interleaved in one
+   process: images/s of both and their ratio.
 
 The campaign is prompts/campaigns/tiny.toml (tiny generator, tiny parity CLIP, CPU) with ``--n``
 images per arm, so rendering is cheap and the overhead share is an upper bound; with real models
 each image costs far more and the campaign's fixed costs matter less.
 
-    python benchmarks/campaign.py [--n 16] [--repeats 3] [--no-scaling]
+    python benchmarks/campaign.py [--n 16] [--repeats 3] [--no-scaling] [--only-batching]
 """
 
 from __future__ import annotations
@@ -98,8 +102,8 @@ def bare_run(campaign, out: Path) -> float:
 
 
 # What run_campaign does besides loading models and calling run_attack.
-MACHINERY = ("process_state", "process_device", "plan_units", "shard", "check_run", "start_run",
-             "remove_temporaries", "align_batches", "merge_run")
+MACHINERY = ("process_state", "process_device", "plan_units", "render_groups", "shard",
+             "check_run", "start_run", "remove_temporaries", "merge_run")
 
 
 def campaign_run(campaign, out: Path, machinery: list[float] | None = None) -> float:
@@ -167,6 +171,72 @@ def overhead(config: Path, scratch: Path, repeats: int) -> None:
           f"{own / statistics.median(bare):.2%} of the bare loop")
 
 
+def per_arm_batches(jobs, size):
+    """The former render batches: each arm of each attack cut on its own."""
+    from itertools import groupby
+
+    arms = [list(group) for _, group in groupby(jobs, key=lambda job: (job.attack, job.arm))]
+    return [arm[start:start + size] for arm in arms for start in range(0, len(arm), size)]
+
+
+def batching(scratch: Path, atlas: Path, n: int, batch: int, repeats: int) -> None:
+    import torch
+
+    from neuronattack.attack import run
+    from neuronattack.campaign.config import load_campaign
+
+    torch.set_num_threads(1)
+    scratch.mkdir()
+    config = write_config(scratch, atlas, n)
+    config.write_text(re.sub(r"(?m)^batch_size = .*$", f"batch_size = {batch}",
+                             config.read_text(), count=1))
+    campaign = load_campaign(config)
+    images = len(campaign.pairs) * len(campaign.seeds) * n * len(campaign.arms)
+    across, render = run.queue_batches, run._render_and_judge
+    calls: dict[str, int] = {}
+    rendering: dict[str, list[float]] = {}  # seconds in render-and-judge calls, per run
+
+    def timed(name: str, cut, out: Path) -> float:
+        def counted(context, batch):
+            start = time.perf_counter()
+            calls[name] += 1
+            try:
+                return render(context, batch)
+            finally:
+                rendering[name][-1] += time.perf_counter() - start
+
+        calls[name] = 0
+        rendering.setdefault(name, []).append(0.0)
+        run.queue_batches, run._render_and_judge = cut, counted
+        try:
+            return campaign_run(campaign, out)
+        finally:
+            run.queue_batches, run._render_and_judge = across, render
+
+    timed("warm-up", across, scratch / "small-warm-up")
+    times: dict[str, list[float]] = {"per-arm batches": [], "across arms and units": []}
+    for repeat in range(repeats):
+        runs = [("per-arm batches", per_arm_batches), ("across arms and units", across)]
+        for name, cut in runs if repeat % 2 == 0 else runs[::-1]:
+            times[name].append(timed(name, cut, scratch / f"small-{name.split()[0]}-{repeat}"))
+    print(f"batching: {images} images ({n} per arm, {len(campaign.arms)} arms, "
+          f"{len(campaign.pairs) * len(campaign.seeds)} units), generator batch {batch}, tiny "
+          f"generator on cpu, 1 torch thread, {repeats} interleaved repeats")
+    print(f"{'':<24}{'calls':>8}{'median s':>10}{'min s':>10}{'images/s':>10}"
+          f"{'render s':>10}{'images/s':>10}")
+    for name, values in times.items():
+        spent = statistics.median(rendering[name])
+        print(f"{name:<24}{calls[name]:>8}{statistics.median(values):>10.2f}{min(values):>10.2f}"
+              f"{images / statistics.median(values):>10.1f}{spent:>10.2f}{images / spent:>10.1f}")
+    (before, after), names = times.values(), list(times)
+    print(f"images/s, across / per-arm, whole run (models loaded, units, merge): "
+          f"{statistics.median(before) / statistics.median(after):.2f}x (medians), "
+          f"{min(before) / min(after):.2f}x (fastest runs)")
+    print(f"images/s, across / per-arm, rendering and judging only: "
+          f"{statistics.median(rendering[names[0]]) / statistics.median(rendering[names[1]]):.2f}x"
+          " (medians)")
+
+
 def launch(config: Path, processes: int, env: dict[str, str]) -> tuple[float, float]:
     """Wall seconds of an ``accelerate launch`` of this file as a worker, and its own timing."""
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes",
@@ -220,6 +290,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=16, help="images per arm, per pair and seed")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-scaling", action="store_true", help="skip the 1 vs 2 processes part")
+    parser.add_argument("--only-batching", action="store_true", help="run part 3 alone")
+    parser.add_argument("--small-n", type=int, default=3, help="images per arm in part 3")
+    parser.add_argument("--small-batch", type=int, default=8, help="generator batch in part 3")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -228,10 +301,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         os.environ["NEURONATTACK_CACHE"] = str(scratch / "cache")  # workers inherit it
-        config = write_config(scratch, build_atlas(scratch), args.n)
-        overhead(config, scratch, args.repeats)
-        if not args.no_scaling:
-            scaling(config, scratch)
+        atlas = build_atlas(scratch)
+        if not args.only_batching:
+            config = write_config(scratch, atlas, args.n)
+            overhead(config, scratch, args.repeats)
+            if not args.no_scaling:
+                scaling(config, scratch)
+        batching(scratch / "batching", atlas, args.small_n, args.small_batch, args.repeats)
 
 
 if __name__ == "__main__":

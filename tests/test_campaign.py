@@ -28,6 +28,7 @@ from neuronattack.campaign.runner import (
     Unit,
     merge_run,
     plan_units,
+    render_groups,
     run_campaign,
     shard,
 )
@@ -57,11 +58,13 @@ def environment(tmp_path_factory):
     torch.set_num_threads(threads)
 
 
-def tiny_config(environment, out: Path, n: int = 4) -> Path:
-    """tiny.toml with its atlas, run folder, image count and model path made absolute."""
+def tiny_config(environment, out: Path, n: int = 4, batch_size: int = 4) -> Path:
+    """tiny.toml with its atlas, run folder, image count, batch size and model path made
+    absolute."""
     text = (CAMPAIGNS / "tiny.toml").read_text()
     values = {"atlas": json.dumps(str(environment["atlas"])), "out": json.dumps(str(out)),
-              "clip": json.dumps(f"local-dir:{PARITY_DIR}"), "n": str(n)}
+              "clip": json.dumps(f"local-dir:{PARITY_DIR}"), "n": str(n),
+              "batch_size": str(batch_size)}
     for key, value in values.items():
         line = f"{key} = {value}"
         text, count = re.subn(rf"(?m)^{key} = .*$", lambda _, line=line: line, text)
@@ -168,6 +171,20 @@ def test_config_structure_errors():
     with pytest.raises(NeuronAttackError, match=r"line 4: \[model\] images must be an existing"):
         parse_campaign('[model]\nclip = "toy"\natlas = "/nowhere"\nimages = "/nowhere/either"\n'
                        '[pairs]\nset = "toy-all"\n[judges]\nclasses = "toy"\n', "c.toml")
+
+
+def test_class_filter_key_reaches_the_unit_settings():
+    base = '[model]\nclip = "toy"\n[judges]\nclasses = "toy"\n[pairs]\nset = "toy-all"\n'
+    default = parse_campaign(base, "c.toml")
+    assert default.settings("horse", "airplane", 0).class_filter is True
+    off = parse_campaign(base + "[attack]\nclass_filter = false\n", "c.toml")
+    assert off.settings("horse", "airplane", 0).class_filter is False
+    # A different resolved config: a run started with the filter on is not resumed without it.
+    assert off.resolved()["attack"]["class_filter"] is False
+    assert "class_filter" not in default.resolved()["attack"]
+    with pytest.raises(NeuronAttackError, match=r"line 8: \[attack\] class_filter must be true "
+                                                r'or false, got "no"; e.g. class_filter = false'):
+        parse_campaign(base + '[attack]\nclass_filter = "no"\n', "c.toml")
 
 
 def test_example_configs_are_valid(environment, tmp_path):
@@ -320,3 +337,65 @@ def test_two_processes_under_accelerate_match_one(environment, reference, tmp_pa
     assert "process 1 of 2: 3 of 6 units" in result.stderr
     assert "process 2 of 2: 3 of 6 units" in result.stderr
     assert snapshot(out) == reference["files"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Small arms: render batches across arms and units
+
+
+def launch_two(environment, config: Path) -> subprocess.CompletedProcess:
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+              "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+              "--dynamo_backend", "no", "--main_process_port", "0", *CAMPAIGN]
+    return subprocess.run([*launch, str(config)], env=environ(environment), cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_render_groups_fill_whole_batches():
+    units = [Unit("cat", "dog", seed) for seed in range(7)]
+    assert render_groups(units, 32, 4) == [[unit] for unit in units]
+    assert render_groups(units, 12, 8) == [units[0:2], units[2:4], units[4:6], units[6:]]
+    assert [len(group) for group in render_groups(units, 7, 8)] == [7]  # 8 units would be 56
+
+
+def test_small_arms_fill_every_batch_and_resume_to_the_same_bytes(environment, tmp_path,
+                                                                  monkeypatch):
+    """3 images x 4 arms per unit, batches of 8: two units fill three batches, the middle one
+    holds both. A kill inside that batch, a resume, and a 2-process run all give the same bytes."""
+    batches = []
+    real_render = run_module._render_and_judge
+
+    def spy(context, batch):
+        batches.append(len(batch))
+        return real_render(context, batch)
+
+    monkeypatch.setattr(run_module, "_render_and_judge", spy)
+    config = tiny_config(environment, tmp_path / "small", n=3, batch_size=8)
+    run_campaign(load_campaign(config), show_progress=False)
+    assert batches == [8] * 9  # 6 units x 12 images, never a part batch
+    expected = snapshot(tmp_path / "small")
+
+    real_append, appended = run_module.append_record, []
+
+    def stop_after_fourteen(path, record):
+        if len(appended) == 14:  # the second batch: 4 records of one unit, 2 of the next
+            raise KeyboardInterrupt
+        appended.append(path)
+        real_append(path, record)
+
+    cut = tiny_config(environment, tmp_path / "cut", n=3, batch_size=8)
+    monkeypatch.setattr(run_module, "append_record", stop_after_fourteen)
+    with pytest.raises(KeyboardInterrupt):
+        run_campaign(load_campaign(cut), show_progress=False)
+    assert len(set(appended[8:])) == 2  # the cut batch had written into both units
+    monkeypatch.setattr(run_module, "append_record", real_append)
+    batches.clear()
+    run_campaign(load_campaign(cut), show_progress=False)
+    assert batches == [8] * 8  # the first batch was whole: kept; the cut one redone whole
+    assert snapshot(tmp_path / "cut") == expected
+
+    result = launch_two(environment, tiny_config(environment, tmp_path / "two", n=3,
+                                                 batch_size=8))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "process 1 of 2: 4 of 6 units" in result.stderr  # render groups 1 and 3
+    assert snapshot(tmp_path / "two") == expected

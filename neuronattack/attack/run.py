@@ -9,6 +9,8 @@ Output folder:
 - ``meta.json`` (settings and provenance) and ``summary.html``.
 
 Every arm renders the same number of images with the same seeds, so rates compare like for like.
+Images are rendered ``render_batch`` at a time across arms (and attacks: :func:`run_attacks`),
+each from its own seed, in batches cut at fixed places of the whole queue (:func:`queue_batches`).
 
 A record holds the attacked model's verdicts: ``top1_success`` (its top-1 over the class set is
 the target: the headline), ``success`` (the paper's binary δ test) and ``margin`` (target −
@@ -23,9 +25,12 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
+from itertools import groupby
 from pathlib import Path
 
 from PIL import Image
@@ -34,7 +39,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 from torch import Tensor
 
 from neuronattack import outdir, validation
-from neuronattack.artifacts import read_json, versions, write_json
+from neuronattack.artifacts import new_file_mode, read_json, versions, write_json
 from neuronattack.attack.filters import WordFilter, make_filter, name_tokens
 from neuronattack.attack.judge import KINDS, Judge
 from neuronattack.attack.selection import (
@@ -168,8 +173,13 @@ def record_id(pair: str, seed: int, arm: str, index: int) -> str:
 
 def image_seeds(settings: AttackSettings) -> list[int]:
     """The same seeds for every arm: image i of each arm is drawn from the same noise."""
+    return [image_seed(settings.seed, index) for index in range(settings.n)]
+
+
+def image_seed(run_seed: int, index: int) -> int:
+    """Image ``index``'s seed in a run: its own, whatever batch it is rendered in."""
     # A prime stride far from the generator's retry offset keeps runs' seeds apart.
-    return [settings.seed * 2_147_483_647 + index for index in range(settings.n)]
+    return run_seed * 2_147_483_647 + index
 
 
 def read_records(path: Path) -> list[dict]:
@@ -191,6 +201,14 @@ def append_record(path: Path, record: dict) -> None:
         handle.write(json.dumps(record) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _record_id_of(line: str) -> str | None:
+    """The id of a results line; None for a line a crash cut short."""
+    try:
+        return json.loads(line)["id"]
+    except json.JSONDecodeError:
+        return None
 
 
 def _repair_tail(path: Path) -> None:
@@ -225,63 +243,192 @@ def check_out(out_dir: Path) -> None:
 def run_attack(context: AttackContext, settings: AttackSettings, out_dir: Path,
                show_progress: bool = True) -> list[dict]:
     """Render, judge and record every image of every arm; skips what ``results.jsonl`` holds."""
-    out_dir = Path(out_dir)
-    validation.attack_settings(settings)
-    resolve_pair(context.class_names, settings.source, settings.target)  # before any folder
-    check_out(out_dir)
-    with outdir.locked(out_dir):
-        return _run_attack(context, settings, out_dir, show_progress)
+    return run_attacks(context, [(settings, Path(out_dir))], show_progress)[0]
 
 
-def _run_attack(context: AttackContext, settings: AttackSettings, out_dir: Path,
-                show_progress: bool) -> list[dict]:
+def run_attacks(context: AttackContext, attacks: Sequence[tuple[AttackSettings, Path]],
+                show_progress: bool = True) -> list[list[dict]]:
+    """Several attacks, each into its own folder, rendered as one queue: a render batch may hold
+    images of several arms and attacks, so the generator gets full batches however small the
+    arms are. Returns each attack's records, in order.
+
+    The attacks share one negative prompt (a pipeline call takes one). Every folder is locked for
+    the whole queue, and records are still written to each attack's own results file.
+    """
+    if len({settings.negative_prompt for settings, _ in attacks}) > 1:
+        raise ValueError("attacks rendered as one queue must share one negative prompt")
+    for settings, out_dir in attacks:
+        validation.attack_settings(settings)
+        resolve_pair(context.class_names, settings.source, settings.target)  # before any folder
+        check_out(out_dir)
+    with ExitStack() as stack:
+        for _, out_dir in attacks:
+            stack.enter_context(outdir.locked(out_dir))
+        planned = [plan_attack(context, settings, out_dir) for settings, out_dir in attacks]
+        render_queue(context, planned, show_progress)
+        return [finish(attack) for attack in planned]
+
+
+@dataclass(eq=False)  # compared and hashed as itself: a queue groups its jobs by attack
+class PlannedAttack:
+    """An attack ready to render: settings resolved, folder checked, its selections written."""
+
+    settings: AttackSettings
+    out_dir: Path
+    pair: str
+    source_index: int
+    target_index: int
+    selections: dict[str, Selection]
+    done: set[str]  # ids of the records ``results.jsonl`` holds
+    sentences: dict[str, list] = field(default_factory=dict)  # arm -> n writers.Sentence
+
+    @property
+    def results(self) -> Path:
+        return self.out_dir / RESULTS
+
+    def forget(self, ids: set[str]) -> None:
+        """Drop these records from the results file (atomically); their images are redone."""
+        kept = [line for line in self.results.read_text(encoding="utf-8").splitlines()
+                if _record_id_of(line) not in ids]
+        write_text_atomic(self.results, "".join(f"{line}\n" for line in kept))
+        self.done -= ids
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image of the render queue: image ``index`` of ``arm`` in ``attack``."""
+
+    attack: PlannedAttack
+    arm: str
+    index: int
+
+    @property
+    def id(self) -> str:
+        return record_id(self.attack.pair, self.attack.settings.seed, self.arm, self.index)
+
+    @property
+    def done(self) -> bool:
+        return self.id in self.attack.done
+
+
+def plan_attack(context: AttackContext, settings: AttackSettings,
+                out_dir: Path) -> PlannedAttack:
+    """Check or write the folder's meta.json, read what is done, write each arm's selection."""
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     source_index, target_index = resolve_pair(context.class_names, settings.source,
                                               settings.target)
     settings = AttackSettings(**{**asdict(settings), "source": context.class_names[source_index],
                                  "target": context.class_names[target_index]})
     _check_or_write_meta(out_dir, context, settings)
-    results_path = out_dir / RESULTS
-    _repair_tail(results_path)
-    done = {record["id"] for record in read_records(results_path)}
+    _repair_tail(out_dir / RESULTS)
     main_judge = context.judges[0]
     delta = main_judge.class_embeddings[target_index] - main_judge.class_embeddings[source_index]
     word_filter = word_filter_for(context, settings.target, settings)
-    seeds = image_seeds(settings)
-    pair = f"{slug(settings.source)}-{slug(settings.target)}"
-    total = settings.n * len(settings.arms)
+    selections = {}
+    for arm in settings.arms:
+        selections[arm] = select_for_arm(context, settings, arm, delta, word_filter)
+        write_json(out_dir / f"selection-{arm}.json", selections[arm].as_dict())
+    return PlannedAttack(settings, out_dir, f"{slug(settings.source)}-{slug(settings.target)}",
+                         source_index, target_index, selections,
+                         {record["id"] for record in read_records(out_dir / RESULTS)})
+
+
+def plan_jobs(attacks: Sequence[PlannedAttack]) -> list[Job]:
+    """Every image of every attack, done or not, attack by attack and arm by arm: the queue's
+    order, which fixes each batch's images whatever a run finds done."""
+    return [Job(attack, arm, index) for attack in attacks for arm in attack.settings.arms
+            for index in range(attack.settings.n)]
+
+
+def queue_batches(jobs: Sequence[Job], size: int) -> list[list[Job]]:
+    """The queue cut into render batches at fixed places.
+
+    An image's pixels and scores depend, in their last bits, on which images share its batch, so
+    batches are cut from the whole queue (finished images included) rather than from what is left:
+    a resumed run then renders every batch exactly as an uninterrupted run does.
+    """
+    return [list(jobs[start:start + size]) for start in range(0, len(jobs), size)]
+
+
+def forget_cut_batches(batches: Sequence[Sequence[Job]]) -> None:
+    """A kill while a batch's records were being appended leaves part of them: forget that part,
+    so the batch is rendered again whole (and identically)."""
+    cut: dict[PlannedAttack, set[str]] = {}
+    for batch in batches:
+        finished = [job for job in batch if job.done]
+        if 0 < len(finished) < len(batch):
+            for job in finished:
+                cut.setdefault(job.attack, set()).add(job.id)
+    for attack, ids in cut.items():
+        attack.forget(ids)
+
+
+def write_sentences(context: AttackContext, attack: PlannedAttack) -> None:
+    """The sentences of every arm that still has images to render (writers can be slow)."""
+    settings = attack.settings
+    for arm in settings.arms:
+        if all(record_id(attack.pair, settings.seed, arm, index) in attack.done
+               for index in range(settings.n)):
+            continue
+        selection = attack.selections[arm]
+        attack.sentences[arm] = context.writer.write(
+            settings.source, [w.word for w in selection.words], settings.n, settings.seed,
+            forbidden_words(settings.target, selection))
+
+
+def render_queue(context: AttackContext, attacks: Sequence[PlannedAttack],
+                 show_progress: bool) -> None:
+    """Render what the attacks lack, ``context.render_batch`` images per generator call across
+    arm and attack boundaries, appending each image's record to its own attack's results."""
+    batches = queue_batches(plan_jobs(attacks), context.render_batch)
+    forget_cut_batches(batches)
+    for attack in attacks:
+        write_sentences(context, attack)
+    first = attacks[0].settings
+    label = f"{first.source} → {first.target}" + (
+        f" and {len(attacks) - 1} more" if len(attacks) > 1 else "")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeRemainingColumn())
     with progress_bar(*columns, disable=not show_progress) as bar:
-        task = bar.add_task(f"{settings.source} → {settings.target}", total=total,
-                            completed=len(done))
-        for arm in settings.arms:
-            selection = select_for_arm(context, settings, arm, delta, word_filter)
-            write_json(out_dir / f"selection-{arm}.json", selection.as_dict())
-            todo = [i for i in range(settings.n)
-                    if record_id(pair, settings.seed, arm, i) not in done]
-            if not todo:
+        task = bar.add_task(label, total=sum(len(batch) for batch in batches),
+                            completed=sum(len(attack.done) for attack in attacks))
+        for batch in batches:
+            if all(job.done for job in batch):
                 continue
-            sentences = context.writer.write(settings.source, [w.word for w in selection.words],
-                                             settings.n, settings.seed,
-                                             forbidden_words(settings.target, selection))
-            for start in range(0, len(todo), context.render_batch):
-                batch = todo[start:start + context.render_batch]
-                records = _render_and_judge(
-                    context, settings, selection, arm, pair, batch, [sentences[i] for i in batch],
-                    [seeds[i] for i in batch], source_index, target_index, out_dir)
+            for attack, records in _render_and_judge(context, batch):
                 for record in records:
-                    append_record(results_path, record)
-                bar.advance(task, len(batch))
-    records = read_records(results_path)
-    write_summary(out_dir, records)
+                    append_record(attack.results, record)
+            bar.advance(task, len(batch))
+
+
+def finish(attack: PlannedAttack) -> list[dict]:
+    records = read_records(attack.results)
+    write_summary(attack.out_dir, records)
     return records
 
 
-def _render_and_judge(context, settings, selection, arm, pair, indices, sentences, seeds,
-                      source_index, target_index, out_dir) -> list[dict]:
+def _render_and_judge(context: AttackContext,
+                      batch: Sequence[Job]) -> list[tuple[PlannedAttack, list[dict]]]:
+    """One generator call for the batch, then judging attack by attack (each its own pair)."""
+    settings = batch[0].attack.settings
+    sentences = [job.attack.sentences[job.arm][job.index] for job in batch]
+    seeds = [image_seed(job.attack.settings.seed, job.index) for job in batch]
+    rendered = context.generator.render([sentence.text for sentence in sentences], seeds,
+                                        negative_prompt=settings.negative_prompt)
+    parts = []
+    for attack, group in groupby(zip(batch, sentences, rendered, strict=True),
+                                 key=lambda item: item[0].attack):
+        jobs, group_sentences, results = zip(*group, strict=True)
+        parts.append((attack, _judge_and_record(context, jobs, group_sentences, results)))
+    return parts
+
+
+def _judge_and_record(context: AttackContext, jobs: Sequence[Job], sentences: Sequence,
+                      rendered: Sequence) -> list[dict]:
+    """Judge, check and record one attack's images of a batch; save their PNGs and why-maps."""
+    attack = jobs[0].attack
+    settings, source_index, target_index = attack.settings, attack.source_index, attack.target_index
     prompts = [sentence.text for sentence in sentences]
-    rendered = context.generator.render(prompts, seeds, negative_prompt=settings.negative_prompt)
     images = [result.image for result in rendered if not result.failed]
     judgements = {judge.name: iter(judge.judge(images, source_index, target_index))
                   for judge in context.judges} if images else {}
@@ -290,12 +437,13 @@ def _render_and_judge(context, settings, selection, arm, pair, indices, sentence
     verdicts = iter(context.checker.check(
         images, [prompt for prompt, _ in kept], source_index, target_index,
         seeds=[seed for _, seed in kept])) if images else iter(())
-    neuron_of = {w.word: w.neuron for w in selection.words}
     records = []
-    for index, sentence, result in zip(indices, sentences, rendered, strict=True):
+    for job, sentence, result in zip(jobs, sentences, rendered, strict=True):
+        neuron_of = {w.word: w.neuron for w in attack.selections[job.arm].words}
         record = {
-            "id": record_id(pair, settings.seed, arm, index), "source": settings.source,
-            "target": settings.target, "arm": arm, "index": index, "prompt": sentence.text,
+            "id": job.id, "source": settings.source,
+            "target": settings.target, "arm": job.arm, "index": job.index,
+            "prompt": sentence.text,
             "negative_prompt": settings.negative_prompt, "words": list(sentence.words_used),
             "neurons": sorted({neuron_of[w] for w in sentence.words_used if neuron_of.get(w)}),
             "seed": result.seed, "requested_seed": result.requested_seed,
@@ -311,7 +459,8 @@ def _render_and_judge(context, settings, selection, arm, pair, indices, sentence
             scores = {name: next(values).as_dict() for name, values in judgements.items()}
             verdict = next(verdicts).as_dict()
             main = scores[context.judges[0].name]
-            file = out_dir / "images" / f"{pair}-s{settings.seed}-{arm}-{index:04d}.png"
+            file = (attack.out_dir / "images"
+                    / f"{attack.pair}-s{settings.seed}-{job.arm}-{job.index:04d}.png")
             record |= {"image": f"images/{file.name}", "scores": scores,
                        "success": main["success"], "top1_success": main["top1_success"],
                        "margin": main["margin"], "valid": verdict["valid"],
@@ -320,9 +469,26 @@ def _render_and_judge(context, settings, selection, arm, pair, indices, sentence
         records.append(record)
     if context.why_maps and images:
         rows = context.judges[0].class_embeddings
-        write_why_maps(context.clip, images, [out_dir / r["image"] for r in records if r["image"]],
+        write_why_maps(context.clip, images,
+                       [attack.out_dir / r["image"] for r in records if r["image"]],
                        rows[source_index], rows[target_index])
     return records
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Temporary file in the same folder, fsynced, then renamed over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, new_file_mode())
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
 
 
 def _check_or_write_meta(out_dir: Path, context: AttackContext, settings: AttackSettings) -> None:

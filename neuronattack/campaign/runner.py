@@ -16,17 +16,19 @@ record is one fsynced line and every other file is replaced atomically, so a kil
 leaves finished work intact, and rerunning the same command resumes every unit where it stopped.
 The merge is a pure function of the unit folders, so merging twice gives the same bytes.
 
-Sharding: under ``accelerate launch``, unit k runs in process k % n; each process loads the models
-once for all its units. The main process goes first through setup (checking the run folder,
-building a missing atlas, filling the text caches), and merges once every process is done.
+Rendering: consecutive units form render groups (:func:`render_groups`), and a group's images are
+rendered as one queue in batches of the generator's batch size across arms and units, so small
+arms still fill the GPU. Sharding: under ``accelerate launch``, group k runs in process k % n; each
+process loads the models once for all its units. The main process goes first through setup
+(checking the run folder, building a missing atlas, filling the text caches), and merges once
+every process is done.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
-from collections import Counter
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
@@ -34,14 +36,15 @@ from datetime import timedelta
 from pathlib import Path
 
 from neuronattack import outdir, validation
-from neuronattack.artifacts import new_file_mode, read_json, versions, write_json
+from neuronattack.artifacts import read_json, versions, write_json
 from neuronattack.attack.run import (
     RESULTS,
     AttackContext,
     read_records,
-    run_attack,
+    run_attacks,
     slug,
     summarize,
+    write_text_atomic,
 )
 from neuronattack.attack.run import SCHEMA as ATTACK_SCHEMA
 from neuronattack.campaign.config import Campaign
@@ -103,9 +106,22 @@ def describe_plan(campaign: Campaign) -> dict:
             "checker": checker, "models": models}
 
 
-def shard(units: Sequence[Unit], index: int, count: int) -> list[Unit]:
-    """Unit k goes to process k % count: neighbours (often the same pair) run side by side."""
-    return list(units[index::count])
+def render_groups(units: Sequence[Unit], images_per_unit: int, batch: int) -> list[list[Unit]]:
+    """Consecutive units rendered as one queue: the fewest whose images fill whole batches
+    (``batch / gcd(images_per_unit, batch)`` units), so a GPU gets full batches however small the
+    arms are, and only the campaign's last group can end on a part batch.
+
+    Groups depend on the plan alone, never on the number of processes: a batch holds the same
+    images however a run is sharded or resumed, which keeps results identical to the bit.
+    """
+    size = batch // math.gcd(images_per_unit, batch)
+    return [list(units[start:start + size]) for start in range(0, len(units), size)]
+
+
+def shard(items: Sequence, index: int, count: int) -> list:
+    """Item k (a render group of units) goes to process k % count: neighbours (often the same
+    pair) run side by side."""
+    return list(items[index::count])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,46 +289,6 @@ def start_run(campaign: Campaign, context: AttackContext, units: Sequence[Unit])
         write_text_atomic(campaign.out / CONFIG_COPY, read_json(path, expect=dict)["config"])
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Temporary file in the same folder, fsynced, then renamed over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, new_file_mode())
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-
-
-def align_batches(results: Path, n: int, batch: int) -> None:
-    """Forget the records of a render batch that a kill cut short, so it is rendered whole again.
-
-    ``run_attack`` renders what a unit lacks in batches of ``batch`` images, and an image's pixels
-    and scores depend, in their last bits, on which images share its batch. A kill while a batch's
-    records are being appended keeps part of it, and resuming from there would shift every later
-    batch of that arm. Dropping the partial batch (re-rendered identically) keeps every batch as an
-    uninterrupted run makes it, so the results are the same to the bit.
-    """
-    if not results.exists():
-        return
-    lines = results.read_text(encoding="utf-8").splitlines()
-    records = [parse_line(line) for line in lines]
-    counts = Counter((record["arm"], record["index"] // batch) for record in records if record)
-
-    def whole(record: dict) -> bool:
-        block = record["index"] // batch
-        return counts[record["arm"], block] == min(batch, n - block * batch)
-
-    kept = [line for line, record in zip(lines, records, strict=True) if record and whole(record)]
-    if len(kept) < len(lines):
-        write_text_atomic(results, "".join(f"{line}\n" for line in kept))
-
-
 def remove_temporaries(folder: Path) -> None:
     """Temporary files a kill left before their rename: never read, but they are half-written.
     Only the process that owns the unit runs this, so none of them is still being written."""
@@ -320,33 +296,25 @@ def remove_temporaries(folder: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def parse_line(line: str) -> dict | None:
-    """A record, or None for a line a kill cut short."""
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError:
-        return None
-
-
 # ---------------------------------------------------------------------------------------------
 # Running
 
 
-def run_units(context: AttackContext, campaign: Campaign, units: Sequence[Unit],
+def run_units(context: AttackContext, campaign: Campaign, groups: Sequence[Sequence[Unit]],
               show_bars: bool = True, label: str = "") -> None:
-    """Run (or resume) each unit into its own folder; a finished unit only redoes its selection
-    files and summary.html.
+    """Run (or resume) each render group of units as one queue, each unit into its own folder; a
+    finished unit only redoes its selection files and summary.html.
 
     With a ``label``, each finished unit gets one line starting with it: under accelerate that
     replaces the progress bars, which several processes would draw over each other.
     """
-    for unit in units:
-        folder = campaign.out / unit.folder
-        remove_temporaries(folder)
-        align_batches(folder / RESULTS, campaign.n, context.render_batch)
-        records = run_attack(context, campaign.settings(unit.source, unit.target, unit.seed),
-                             folder, show_progress=show_bars)
-        if label:
+    for units in groups:
+        for unit in units:
+            remove_temporaries(campaign.out / unit.folder)
+        attacks = [(campaign.settings(unit.source, unit.target, unit.seed),
+                    campaign.out / unit.folder) for unit in units]
+        results = run_attacks(context, attacks, show_progress=show_bars)
+        for unit, records in zip(units, results, strict=True) if label else ():
             console.print(f"{label}{unit.source} → {unit.target}, seed {unit.seed}: "
                           f"{len(records)} images in {unit.folder}", highlight=False)
 
@@ -378,7 +346,6 @@ def _run_campaign(campaign: Campaign, state, show_progress: bool) -> dict | None
 
     device = process_device(campaign.device, state)
     units = plan_units(campaign)
-    mine = shard(units, state.process_index, state.num_processes)
     alone = state.num_processes == 1
     talk = show_progress and state.is_main_process
     clip = load_clip(campaign.clip, device=device)
@@ -388,9 +355,12 @@ def _run_campaign(campaign: Campaign, state, show_progress: bool) -> dict | None
     context = load_context(campaign, clip, atlas, device, talk)
     if state.is_main_process:
         start_run(campaign, context, units)
+    groups = render_groups(units, campaign.n * len(campaign.arms), context.render_batch)
+    mine = shard(groups, state.process_index, state.num_processes)
     if show_progress:
         console.print(f"process {state.process_index + 1} of {state.num_processes}: "
-                      f"{len(mine)} of {len(units)} units on {device}", highlight=False)
+                      f"{sum(map(len, mine))} of {len(units)} units on {device}",
+                      highlight=False)
     label = "" if not show_progress else f"[{state.process_index + 1}/{state.num_processes}] "
     run_units(context, campaign, mine, show_bars=show_progress and alone, label=label)
     state.wait_for_everyone()
