@@ -12,6 +12,7 @@ from rich.text import Text
 
 from neuronattack import validation
 from neuronattack.errors import NeuronAttackError
+from neuronattack.outdir import ALLOW_FOREIGN
 from neuronattack.progress import stderr_console, stdout_console, warnings_to_console
 
 console = stderr_console()
@@ -220,6 +221,10 @@ atlas_option = click.option(
     help="Folder written by `neuronattack analyze`, a packed atlas (.tar) or hf-hub:ORG/NAME "
          "(or set NEURONATTACK_ATLAS).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+allow_foreign_out_option = click.option(
+    ALLOW_FOREIGN, "allow_foreign_out", is_flag=True,
+    help="Write into a non-empty --out that holds no neuronattack output: our files go beside "
+         "the ones there, and none of them is deleted.")
 
 
 @main.group()
@@ -422,11 +427,12 @@ def verify_command(atlas_dir, image_dir, names_file, every, limit, batch_size, d
 @click.option("--device", default="auto", show_default=True)
 @click.option("--why-maps/--no-why-maps", default=True, show_default=True,
               help="Write NAME-why.png beside each image: where it pulled toward the target.")
+@allow_foreign_out_option
 @json_option
 def attack(source, target, count, clip_spec, atlas_dir, image_dir, generator_spec, writer_spec,
            judge_specs, checker, classes_spec, arms, keep_class_words, n_neurons, n_words, seed,
            negative_prompt, block_list, similarity_percentile, out_dir, batch_size, device,
-           why_maps, as_json) -> None:
+           why_maps, allow_foreign_out, as_json) -> None:
     """Make images of SOURCE that CLIP takes for TARGET, from the words its neurons write.
 
     Picks the neurons whose directions push from SOURCE toward TARGET, keeps their words that are
@@ -478,7 +484,7 @@ def attack(source, target, count, clip_spec, atlas_dir, image_dir, generator_spe
         ("--images", image_dir, validation.existing_folder),
         *(("--judge", judge, validation.clip_spec) for judge in judge_specs)])
     out_dir = out_dir or Path("outputs") / "attacks" / f"{slug(source)}-{slug(target)}"
-    check_attack_out(out_dir)
+    check_attack_out(out_dir, allow_foreign_out)
     if atlas_dir is not None and image_dir is not None and not (atlas_dir / "atlas.json").exists():
         check_analysis_out(atlas_dir)  # it will be analysed into
     target_device = pick_device(device)
@@ -508,7 +514,8 @@ def attack(source, target, count, clip_spec, atlas_dir, image_dir, generator_spe
         similarity_percentile=similarity_percentile,
         block_list=tuple(read_block_list(block_list)), class_filter=not keep_class_words,
     )
-    records = run_attack(context, settings, out_dir, show_progress=not as_json)
+    records = run_attack(context, settings, out_dir, show_progress=not as_json,
+                         allow_foreign_out=allow_foreign_out)
     from neuronattack.attack.run import summarize
 
     summary = summarize(records)
@@ -565,8 +572,9 @@ def print_arm_table(summary: dict, title: str) -> None:
               help="Run folder [default: the config's [run] out].")
 @click.option("--device", default=None, help="Override [run] device: auto, cpu, cuda, cuda:1.")
 @click.option("--check", is_flag=True, help="Validate the config, print the plan and stop.")
+@allow_foreign_out_option
 @json_option
-def campaign_command(config, out_dir, device, check, as_json) -> None:
+def campaign_command(config, out_dir, device, check, allow_foreign_out, as_json) -> None:
     """Attack many class pairs with many seeds from one TOML file; resumable and sharded.
 
     The whole file is checked first and every problem is listed with its line and a fix. Each
@@ -584,7 +592,7 @@ def campaign_command(config, out_dir, device, check, as_json) -> None:
     from neuronattack.campaign.runner import check_out, describe_plan, run_campaign
 
     campaign = load_campaign(config, out_dir, device)
-    check_out(campaign.out)
+    check_out(campaign.out, allow_foreign_out)
     if check:
         plan = describe_plan(campaign)
         if as_json:
@@ -597,7 +605,8 @@ def campaign_command(config, out_dir, device, check, as_json) -> None:
                       f"models (downloaded on first use unless cached): {', '.join(models)}",
                       soft_wrap=True)
         return
-    summary = run_campaign(campaign, show_progress=not as_json)
+    summary = run_campaign(campaign, show_progress=not as_json,
+                           allow_foreign_out=allow_foreign_out)
     if summary is None:  # a secondary process under accelerate: the main one reports
         return
     if as_json:

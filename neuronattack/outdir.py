@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from neuronattack.artifacts import read_json
 from neuronattack.errors import NeuronAttackError
 
 try:
@@ -33,6 +32,8 @@ MARKER = "meta.json"
 # artifacts' atomic writes: ".NAME.RANDOM.tmp" beside the file they replace
 _TEMPORARY = re.compile(r"\..+\.tmp")
 LOCK = ".neuronattack.lock"
+# The one CLI flag, on every command that adds files to a folder, for "write into a foreign one".
+ALLOW_FOREIGN = "--allow-foreign-out"
 # schema of the marker -> what the folder holds, for messages
 KINDS = {
     "neuronattack.directions/1": "analysis",
@@ -85,6 +86,9 @@ def claim(folder: Path, schema: str, *, allow_nonempty: bool = False, flag: str 
         return
     # A damaged meta.json is named as such, not taken for a stranger's file.
     if (folder / MARKER).is_file() and not allow_nonempty:
+        # here, not at the top: the CLI imports this module for its flag name, without torch
+        from neuronattack.artifacts import read_json
+
         remedy = (f"pass {flag} to start again" if flag else "delete the folder") + \
             ", or choose another folder"
         read_json(folder / MARKER, remedy)

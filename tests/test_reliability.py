@@ -306,6 +306,43 @@ def test_campaign_check_json_is_only_json_and_lists_the_models(tmp_path):
     assert "checker ViT-L-14:openai" in text.output
 
 
+def test_campaign_into_a_foreign_folder_needs_the_flag(tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("someone else's work\n")
+    config = tmp_path / "c.toml"
+    config.write_text('[model]\nclip = "ViT-B-32:openai"\n[judges]\nclasses = "cifar10"\n'
+                      f'[run]\nout = "{foreign}"\n[pairs]\nlist = [["cat", "dog"]]\n')
+    refused = CliRunner().invoke(main, ["campaign", str(config), "--check"])
+    assert refused.exit_code == 2 and "--allow-foreign-out" in refused.output
+    assert refused.output.count("\n") == 1
+    accepted = CliRunner().invoke(main, ["campaign", str(config), "--check", "--json",
+                                         "--allow-foreign-out"])
+    assert accepted.exit_code == 0, accepted.output
+    assert json.loads(accepted.stdout)["out"] == str(foreign)
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+
+
+def test_attack_into_a_foreign_folder_needs_the_flag(atlas_dir, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("someone else's work\n")
+    argv = ["attack", "cat", "dog", "--clip", PARITY, "--atlas", str(atlas_dir), "--generator",
+            "tiny", "--classes", "cifar10", "--checker", "none", "--arms", "method", "--n", "1",
+            "--words", "3", "--device", "cpu", "--no-why-maps", "--json", "--out", str(out)]
+    refused = CliRunner().invoke(main, argv)
+    assert refused.exit_code == 2 and "--allow-foreign-out" in refused.output
+    assert refused.output.count("\n") == 1
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    accepted = CliRunner().invoke(main, [*argv, "--allow-foreign-out"])
+    assert accepted.exit_code == 0, accepted.output
+    assert (out / "notes.txt").read_text() == "someone else's work\n"
+    assert len((out / "results.jsonl").read_text().splitlines()) == 1
+    # From now on the folder holds our attack: a rerun resumes without the flag.
+    again = CliRunner().invoke(main, argv)
+    assert again.exit_code == 0, again.output
+
+
 def test_one_accelerate_process_says_so(monkeypatch, capsys):
     from neuronattack.campaign.runner import process_state
 

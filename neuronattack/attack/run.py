@@ -21,7 +21,6 @@ typographic, distractor). Records written before these fields existed are read t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -39,7 +38,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 from torch import Tensor
 
 from neuronattack import outdir, validation
-from neuronattack.artifacts import new_file_mode, read_json, versions, write_json
+from neuronattack.artifacts import file_hash, new_file_mode, read_json, versions, write_json
 from neuronattack.attack.filters import WordFilter, make_filter, name_tokens
 from neuronattack.attack.judge import KINDS, Judge
 from neuronattack.attack.selection import (
@@ -112,14 +111,6 @@ class AttackContext:
 
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "x"
-
-
-def file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 def resolve_pair(class_names: Sequence[str], source: str, target: str) -> tuple[int, int]:
@@ -233,21 +224,27 @@ def save_png(image: Image.Image, path: Path, record: dict) -> None:
     os.replace(temporary, path)
 
 
-def check_out(out_dir: Path) -> None:
-    """An attack folder (resumed), an empty or a new one; refused before any model loads."""
+def check_out(out_dir: Path, allow_foreign: bool = False) -> None:
+    """An attack folder (resumed), an empty or a new one, or with ``allow_foreign`` any folder
+    that holds no other neuronattack output; refused before any model loads."""
     validation.writable_folder(out_dir)
-    outdir.claim(out_dir, SCHEMA)
+    outdir.claim(out_dir, SCHEMA, allow_nonempty=allow_foreign, flag=outdir.ALLOW_FOREIGN)
     outdir.check_unlocked(out_dir)
 
 
 def run_attack(context: AttackContext, settings: AttackSettings, out_dir: Path,
-               show_progress: bool = True) -> list[dict]:
-    """Render, judge and record every image of every arm; skips what ``results.jsonl`` holds."""
-    return run_attacks(context, [(settings, Path(out_dir))], show_progress)[0]
+               show_progress: bool = True, allow_foreign_out: bool = False) -> list[dict]:
+    """Render, judge and record every image of every arm; skips what ``results.jsonl`` holds.
+
+    ``allow_foreign_out``: ``out_dir`` may hold files that are not ours (see :func:`check_out`).
+    """
+    return run_attacks(context, [(settings, Path(out_dir))], show_progress,
+                       allow_foreign_out)[0]
 
 
 def run_attacks(context: AttackContext, attacks: Sequence[tuple[AttackSettings, Path]],
-                show_progress: bool = True) -> list[list[dict]]:
+                show_progress: bool = True,
+                allow_foreign_out: bool = False) -> list[list[dict]]:
     """Several attacks, each into its own folder, rendered as one queue: a render batch may hold
     images of several arms and attacks, so the generator gets full batches however small the
     arms are. Returns each attack's records, in order.
@@ -260,7 +257,7 @@ def run_attacks(context: AttackContext, attacks: Sequence[tuple[AttackSettings, 
     for settings, out_dir in attacks:
         validation.attack_settings(settings)
         resolve_pair(context.class_names, settings.source, settings.target)  # before any folder
-        check_out(out_dir)
+        check_out(out_dir, allow_foreign_out)
     with ExitStack() as stack:
         for _, out_dir in attacks:
             stack.enter_context(outdir.locked(out_dir))

@@ -241,10 +241,12 @@ def describe_models(context: AttackContext) -> dict:
 # The run folder
 
 
-def check_out(out: Path) -> None:
-    """A campaign's run folder (resumed), an empty or a new one; refused before models load."""
+def check_out(out: Path, allow_foreign: bool = False) -> None:
+    """A campaign's run folder (resumed), an empty or a new one, or with ``allow_foreign`` any
+    folder that holds no other neuronattack output; refused before models load."""
     validation.writable_folder(out, "[run] out")
-    outdir.claim(out, SCHEMA, option="[run] out")
+    outdir.claim(out, SCHEMA, allow_nonempty=allow_foreign, flag=outdir.ALLOW_FOREIGN,
+                 option="[run] out")
 
 
 def check_run(campaign: Campaign) -> None:
@@ -319,7 +321,8 @@ def run_units(context: AttackContext, campaign: Campaign, groups: Sequence[Seque
                           f"{len(records)} images in {unit.folder}", highlight=False)
 
 
-def run_campaign(campaign: Campaign, show_progress: bool = True) -> dict | None:
+def run_campaign(campaign: Campaign, show_progress: bool = True,
+                 allow_foreign_out: bool = False) -> dict | None:
     """Run this process' share of the campaign, wait for the others, merge on the main process.
 
     Returns the merged summary (``summary.json``) on the main process and None on the others.
@@ -335,7 +338,7 @@ def run_campaign(campaign: Campaign, show_progress: bool = True) -> dict | None:
         # One campaign per folder: the main process holds the lock for the whole run (its
         # helpers write into the same folder by design).
         if state.is_main_process:
-            check_out(campaign.out)
+            check_out(campaign.out, allow_foreign_out)
             stack.enter_context(outdir.locked(campaign.out))
             check_run(campaign)
         return _run_campaign(campaign, state, show_progress)
