@@ -221,6 +221,30 @@ atlas_option = click.option(
     help="Folder written by `neuronattack analyze`, a packed atlas (.tar) or hf-hub:ORG/NAME "
          "(or set NEURONATTACK_ATLAS).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+
+
+def labelled_images_options(command):
+    """The options of a zero-shot measurement over a labelled image set, shared by every such
+    command (verify, ablate) so that their names, defaults and help stay one."""
+    options = (
+        click.option("--images", "image_dir", required=True,
+                     type=click.Path(file_okay=False, path_type=Path),
+                     help="Labelled images: one folder per class (ImageNet WNIDs or class "
+                          "names)."),
+        click.option("--class-names", "names_file",
+                     type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                     help="File of 'FOLDER<TAB>class name' lines overriding folder names."),
+        click.option("--every", default=1, show_default=True, help="Use every K-th image."),
+        click.option("--limit", type=int, default=None,
+                     help="Use at most N images (after --every)."),
+        click.option("--batch-size", default=64, show_default=True),
+        click.option("--device", default="auto", show_default=True),
+        click.option("--workers", default=0, show_default=True,
+                     help="Image-decoding worker processes."),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
 allow_foreign_out_option = click.option(
     ALLOW_FOREIGN, "allow_foreign_out", is_flag=True,
     help="Write into a non-empty --out that holds no neuronattack output: our files go beside "
@@ -318,17 +342,7 @@ def top(atlas_dir, layer, by, count, n_words, as_json) -> None:
 
 @main.command("verify")
 @atlas_option
-@click.option("--images", "image_dir", required=True,
-              type=click.Path(file_okay=False, path_type=Path),
-              help="Labelled images: one folder per class (ImageNet WNIDs or class names).")
-@click.option("--class-names", "names_file", type=click.Path(dir_okay=False, exists=True,
-                                                             path_type=Path),
-              help="File of 'FOLDER<TAB>class name' lines overriding folder names.")
-@click.option("--every", default=1, show_default=True, help="Use every K-th image.")
-@click.option("--limit", type=int, default=None, help="Use at most N images (after --every).")
-@click.option("--batch-size", default=64, show_default=True)
-@click.option("--device", default="auto", show_default=True)
-@click.option("--workers", default=0, show_default=True, help="Image-decoding worker processes.")
+@labelled_images_options
 @json_option
 def verify_command(atlas_dir, image_dir, names_file, every, limit, batch_size, device, workers,
                    as_json) -> None:
@@ -780,19 +794,9 @@ def with_role_options(function):
 @main.command("ablate")
 @click.option("--clip", "clip_spec", default="ViT-B-32:openai", show_default=True,
               help="CLIP to measure (same forms as `analyze --clip`; `toy` for the toy CLIP).")
-@click.option("--images", "image_dir", required=True,
-              type=click.Path(file_okay=False, path_type=Path),
-              help="Labelled images: one folder per class (ImageNet WNIDs or class names).")
-@click.option("--class-names", "names_file",
-              type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="File of 'FOLDER<TAB>class name' lines overriding folder names.")
+@labelled_images_options
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Writes OUT.json and OUT.png [default: outputs/ablation/<clip>].")
-@click.option("--every", default=1, show_default=True, help="Use every K-th image.")
-@click.option("--limit", type=int, default=None, help="Use at most N images (after --every).")
-@click.option("--batch-size", default=64, show_default=True)
-@click.option("--device", default="auto", show_default=True)
-@click.option("--workers", default=0, show_default=True, help="Image-decoding worker processes.")
 @json_option
 def ablate_command(clip_spec, image_dir, names_file, out_path, every, limit, batch_size, device,
                    workers, as_json) -> None:
