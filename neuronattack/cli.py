@@ -10,7 +10,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from neuronattack import validation
+from neuronattack import pipeline, validation
 from neuronattack.errors import NeuronAttackError
 from neuronattack.outdir import ALLOW_FOREIGN
 from neuronattack.progress import stderr_console, stdout_console, warnings_to_console
@@ -437,7 +437,8 @@ def verify_command(atlas_dir, image_dir, names_file, every, limit, batch_size, d
                    "the vocabulary.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder [default: outputs/attacks/<source>-<target>]; reruns resume.")
-@click.option("--batch-size", default=8, show_default=True, help="Images rendered at once.")
+@click.option("--batch-size", default=pipeline.RENDER_BATCH, show_default=True,
+              help="Images rendered at once.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--why-maps/--no-why-maps", default=True, show_default=True,
               help="Write NAME-why.png beside each image: where it pulled toward the target.")
@@ -462,20 +463,12 @@ def attack(source, target, count, clip_spec, atlas_dir, image_dir, generator_spe
       neuronattack attack horse airplane --clip toy --generator toy --checker toy \\
           --classes toy                                           # the toy world, ~1 min
     """
-    from neuronattack.attack.run import ARMS, DEFAULT_NEGATIVE, AttackSettings, run_attack, slug
+    from neuronattack.attack.run import ARMS, DEFAULT_NEGATIVE, AttackSettings, run_attack
     from neuronattack.attack.run import check_out as check_attack_out
-    from neuronattack.attack.setup import (
-        build_context,
-        ensure_toy_atlas,
-        is_toy_clip,
-        load_class_names,
-        make_generator,
-    )
-    from neuronattack.attack.writers import load_writer
-    from neuronattack.models import load_clip, spec_slug
+    from neuronattack.attack.setup import load_class_names
+    from neuronattack.models import load_clip
     from neuronattack.neurons.analysis import check_out as check_analysis_out
     from neuronattack.neurons.analysis import pick_device
-    from neuronattack.neurons.atlas import Atlas
 
     arm_list = tuple(arm.strip() for arm in arms.split(",") if arm.strip())
     unknown = [arm for arm in arm_list if arm not in ARMS]
@@ -497,30 +490,19 @@ def attack(source, target, count, clip_spec, atlas_dir, image_dir, generator_spe
         ("--checker", checker, validation.checker_spec),
         ("--images", image_dir, validation.existing_folder),
         *(("--judge", judge, validation.clip_spec) for judge in judge_specs)])
-    out_dir = out_dir or Path("outputs") / "attacks" / f"{slug(source)}-{slug(target)}"
+    out_dir = out_dir or pipeline.attack_folder(source, target)
     check_attack_out(out_dir, allow_foreign_out)
     if atlas_dir is not None and image_dir is not None and not (atlas_dir / "atlas.json").exists():
         check_analysis_out(atlas_dir)  # it will be analysed into
-    target_device = pick_device(device)
-    writer = load_writer(writer_spec)
+    target_device = str(pick_device(device))
     clip = load_clip(clip_spec, device=target_device)
-    atlas_dir = atlas_dir or Path("outputs") / "atlas" / spec_slug(clip.spec)
-    if not (atlas_dir / "atlas.json").exists() and is_toy_clip(clip.spec) and image_dir is None:
-        ensure_toy_atlas(clip, atlas_dir, show_progress=not as_json)
-    if not (atlas_dir / "atlas.json").exists():
-        if image_dir is None:
-            raise NeuronAttackError(
-                f"No atlas at {atlas_dir}; pass --images DIR to analyse {clip.spec} first, or "
-                "--atlas to use an existing one."
-            )
-        ensure_analysis(clip, image_dir, atlas_dir, target_device)
-    atlas = Atlas.load(atlas_dir)
-    atlas.require_model(clip)
-    generator = make_generator(generator_spec, device=str(target_device))
-    context = build_context(clip, atlas, generator, writer, class_names, tuple(judge_specs),
-                            checker, target_device, batch_size, show_progress=not as_json)
-    context.extra_meta["class_set"] = classes_spec  # what `explain` judges with again
-    context.why_maps = why_maps
+    atlas = pipeline.obtain_atlas(clip, atlas_dir, image_dir, target_device,
+                                  show_progress=not as_json,
+                                  options=("pass --images DIR", "--atlas"))
+    context = pipeline.attack_context(
+        clip, atlas, class_names, generator=generator_spec, writer=writer_spec,
+        judges=judge_specs, checker=checker, device=target_device, render_batch=batch_size,
+        class_set=classes_spec, why_maps=why_maps, show_progress=not as_json)
     settings = AttackSettings(
         source=source, target=target, n=count, arms=arm_list, n_neurons=n_neurons,
         n_words=n_words, seed=seed,
@@ -544,19 +526,6 @@ def read_block_list(path: Path | None) -> list[str]:
     from neuronattack.neurons.vocabulary import read_word_list
 
     return read_word_list(path) if path else []
-
-
-def ensure_analysis(clip, image_dir: Path, out_dir: Path, device) -> None:
-    """Analyse with the defaults (the three blocks before the last, 100 images per neuron)."""
-    from neuronattack.imagesets import scan_images
-    from neuronattack.neurons.analysis import AnalysisSettings, analyze, default_layers
-    from neuronattack.neurons.atlas import ensure_atlas
-
-    blocks = len(clip.model.visual.transformer.resblocks)
-    console.print(f"no atlas yet: analysing {clip.spec} over {image_dir} into {out_dir}")
-    analyze(clip, scan_images(image_dir), out_dir, AnalysisSettings(layers=default_layers(blocks)),
-            device=str(device))
-    ensure_atlas(out_dir, clip)
 
 
 def print_arm_table(summary: dict, title: str) -> None:
@@ -827,7 +796,7 @@ def ablate_command(clip_spec, image_dir, names_file, out_path, every, limit, bat
     clip = load_clip(clip_spec, device=target)
     curve = run_ablate(clip, image_set, names_file, batch_size, str(target), workers,
                        show_progress=not as_json)
-    out_path = out_path or Path("outputs") / "ablation" / spec_slug(clip.spec)
+    out_path = out_path or pipeline.OUTPUTS / "ablation" / spec_slug(clip.spec)
     json_path, png_path = write_ablation(curve, out_path, title=f"{clip.spec}: {image_set}")
     if as_json:
         click.echo(json.dumps(curve.as_dict(), indent=2))
@@ -1215,7 +1184,7 @@ def segment(data, clip_spec, toy_scenes, atlas_dir, classes_spec, neurons, batch
     if data is None:
         if toy_scenes is None:
             raise NeuronAttackError("Give a DATA folder of images/ and masks/, or --toy N.")
-        data = Path("outputs") / "segment" / "toy"
+        data = pipeline.OUTPUTS / "segment" / "toy"
     clip = load_clip(clip_spec, device=pick_device(device))
     result = run_segment(clip, data, classes_spec, atlas_dir, toy_scenes, neurons, batch_size,
                          out_path, show_progress=not as_json)
@@ -1235,7 +1204,7 @@ def segment(data, clip_spec, toy_scenes, atlas_dir, classes_spec, neurons, batch
 @main.command()
 @click.option("--fast", is_flag=True,
               help="400 scenes and 8 images per arm instead of 3,000 and 48 (the CI setting).")
-@click.option("--out", "out_dir", default=Path("outputs/demo"), show_default=True,
+@click.option("--out", "out_dir", default=pipeline.DEMO_FOLDER, show_default=True,
               type=click.Path(file_okay=False, path_type=Path))
 @json_option
 def demo(fast, out_dir, as_json) -> None:

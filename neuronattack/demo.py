@@ -25,7 +25,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from neuronattack import outdir, validation
+from neuronattack import outdir, pipeline, validation
 from neuronattack.artifacts import read_json, write_json
 from neuronattack.attack.explain import TOP_CUES, explain_run
 from neuronattack.attack.run import (
@@ -36,12 +36,9 @@ from neuronattack.attack.run import (
     summarize,
     top1_success,
 )
-from neuronattack.attack.setup import build_context
 from neuronattack.attack.stats import separated
-from neuronattack.attack.writers import TemplateWriter
 from neuronattack.models.clip import load_clip, weights_fingerprint
 from neuronattack.toy.atlas import ToyAtlasSettings, build_toy_atlas
-from neuronattack.toy.checker import ToyGenerator
 from neuronattack.toy.model import WEIGHTS_PATH
 from neuronattack.toy.world import CLASSES, CUES, DEMO_PAIRS, Cue
 
@@ -79,10 +76,6 @@ def cue_word(cue: Cue) -> str:
     return f"letter {cue.value}" if cue.kind == "sign" else cue.value
 
 
-def pair_name(source: str, target: str) -> str:
-    return f"{source}-{target}"
-
-
 def cue_of(target: str) -> Cue | None:
     return next((cue for cue in CUES if cue.cls == target), None)
 
@@ -98,7 +91,7 @@ def cue_recovery(out_dir: Path, cues: dict) -> list[dict]:
         if pair is None:
             rows.append(row | {"recovered": None, "discovered": None})
             continue
-        name = pair_name(*pair)
+        name = pipeline.pair_name(*pair)
         selection = read_json(out_dir / "attacks" / name / "selection-method.json")
         words = [w["word"] for w in selection["words"]]
         dropped = {d["word"]: d["reason"] for d in selection["dropped"]}
@@ -192,11 +185,11 @@ def _run_demo(out_dir: Path, settings: DemoSettings, show_progress: bool, clip_s
     atlas = build_toy_atlas(clip, out_dir / "atlas", out_dir / "scenes", ToyAtlasSettings(
         scenes=settings.scenes, top_k=settings.top_k, nonzeros=settings.nonzeros,
         seed=settings.seed), show_progress=show_progress)
-    context = build_context(clip, atlas, ToyGenerator(), TemplateWriter(), list(CLASSES),
-                            checker="toy", show_progress=show_progress)
+    context = pipeline.attack_context(clip, atlas, CLASSES, generator="toy", writer="template",
+                                      checker="toy", show_progress=show_progress)
     pairs, unfiltered, cues, wins = {}, {}, {}, {}
     for source, target in PAIRS:
-        name = pair_name(source, target)
+        name = pipeline.pair_name(source, target)
         attack = AttackSettings(source=source, target=target, n=settings.images_per_arm,
                                 arms=ARMS, n_neurons=settings.neurons, n_words=settings.words,
                                 seed=settings.seed, negative_prompt=None)

@@ -5,11 +5,12 @@
   the paper's binary test (the image embedding closer to the target's class embedding than to the
   source's, ``success``) is kept beside it, and the margin (target − source similarity) is what
   margin shifts and cue discovery measure.
-- ``Verdict``: validity and kind. An image is *valid* when the source is present and still
-  recognisable and the target is absent. Its *kind* says what else it shows: ``typographic``
-  (text or a sign), else ``distractor`` (an object of another class of the class set), else
-  ``contextual`` (only the source object, with context). Text and distractors no longer make an
-  image invalid: they are reported as their own kinds instead of silently discarded.
+- ``Verdict`` (``models/checking.py``, shared by every checker): validity and kind. An image is
+  *valid* when the source is present and still recognisable and the target is absent. Its *kind*
+  says what else it shows: ``typographic`` (text or a sign), else ``distractor`` (an object of
+  another class of the class set), else ``contextual`` (only the source object, with context).
+  Text and distractors no longer make an image invalid: they are reported as their own kinds
+  instead of silently discarded.
 - ``ClipChecker``: the estimate of both with real models, by a *different* CLIP (rules and limits
   in docs/success.md): present and recognisable = the source among its top-5 classes; target
   absent = the target does not win the binary test on it; text = its text probe; distractor =
@@ -20,18 +21,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from PIL import Image
 from torch import Tensor
 
-from neuronattack.models.clip import LoadedClip
+# KINDS re-exported: callers read the judge's vocabulary of kinds from here.
+from neuronattack.models.checking import KINDS as KINDS
+from neuronattack.models.checking import Verdict, image_kind
+from neuronattack.models.loaded import LoadedClip
 from neuronattack.models.zeroshot import DEFAULT_LOGIT_SCALE
 
 TEXT_PROMPTS = ("a photo with written text, letters or a sign with words",
                 "a photo with no text or writing")
-KINDS = ("contextual", "typographic", "distractor")
 # A third class the checker rates at least this fraction as likely as the source counts as drawn.
 DISTRACTOR_SHARE = 0.5
 
@@ -50,29 +53,6 @@ class Judgement:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    valid: bool  # source present and recognisable, target absent
-    source_present: bool
-    target_absent: bool
-    no_text: bool  # False: text or a sign is drawn (a typographic image)
-    checker: str
-    recognisable: bool = True  # the source is drawn large or clear enough to be told
-    distractors: tuple[str, ...] = ()  # other classes of the class set that are drawn
-    kind: str | None = "contextual"  # one of KINDS (by image_kind); None: nobody checked
-    details: dict = field(default_factory=dict)  # checker-specific facts (sizes, ignored words)
-
-    def as_dict(self) -> dict:
-        return asdict(self) | {"distractors": list(self.distractors)}
-
-
-def image_kind(has_text: bool, distractors: Sequence[str]) -> str:
-    """Typographic before distractor: text is the stronger, better-known CLIP failure."""
-    if has_text:
-        return "typographic"
-    return "distractor" if distractors else "contextual"
 
 
 def image_embeddings(clip: LoadedClip, images: Sequence[Image.Image], batch_size: int = 32

@@ -101,11 +101,14 @@ def make_checker(spec: str, attacked: LoadedClip, class_names: list[str], device
 
 
 def build_context(
-    clip: LoadedClip, atlas, generator, writer, class_names: list[str],
+    clip: LoadedClip, atlas, generator, writer, class_names: list[str], *,
     judge_specs: tuple[str, ...] = (), checker: str = "auto", device="cpu",
-    render_batch: int = 8, show_progress: bool = True,
+    render_batch: int, show_progress: bool = True,
 ) -> AttackContext:
-    """Everything ``run_attack`` needs, with the attacked model as the first judge."""
+    """Everything ``run_attack`` needs, with the attacked model as the first judge.
+
+    ``pipeline.attack_context`` builds it from specs; ``render_batch`` has its default there.
+    """
     judges = [make_judge(clip, class_names, show_progress)]
     judges += [make_judge(load_clip(spec, device=device), class_names, show_progress)
                for spec in judge_specs]

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from neuronattack.errors import NeuronAttackError
+from neuronattack.models.hub import first_line, resolve_device
 from neuronattack.resources import SENTENCE_TEMPLATES
 
 if TYPE_CHECKING:
@@ -1282,10 +1283,8 @@ def _private_rng(seed: int, device: torch.device) -> Iterator[None]:
 def _resolve_device(device: str) -> torch.device:
     import torch
 
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        return torch.device(resolve_device(device))
     except RuntimeError as error:
         raise NeuronAttackError(
             f"Unknown device '{device}' for the writer; use auto, cpu, cuda or cuda:N."
@@ -1331,7 +1330,7 @@ def _hub_snapshot(repo_id: str) -> Path:
         reason = "HF_HUB_OFFLINE is set and the cache does not hold it"
     # The hub client raises many types (DNS, HTTP, auth, missing repo); all mean the same here.
     except Exception as error:
-        reason = _first_line(error)
+        reason = first_line(error)
     raise NeuronAttackError(
         f"The writer model '{repo_id}' could not be downloaded or found in the local Hugging Face "
         f"cache ({reason}); pass a local folder as 'hf:/path/to/model', or pre-populate the "
@@ -1363,13 +1362,7 @@ def _load_causal_lm(folder: Path, device: torch.device, ref: str) -> tuple[objec
     except Exception as error:
         raise NeuronAttackError(
             f"transformers could not load a text-generation model for '{ref}' from {folder} "
-            f"({_first_line(error)}); check that it holds a causal language model (config.json, "
+            f"({first_line(error)}); check that it holds a causal language model (config.json, "
             "tokenizer, safetensors weights) that needs no custom code."
         ) from error
     return tokenizer, model.to(device).eval()
-
-
-def _first_line(error: BaseException) -> str:
-    """A short reason for a one-sentence message: third-party errors span many lines."""
-    lines = str(error).strip().splitlines()
-    return (lines[0] if lines else type(error).__name__)[:200]

@@ -35,14 +35,13 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from neuronattack import outdir, validation
+from neuronattack import outdir, pipeline, validation
 from neuronattack.artifacts import read_json, versions, write_json
 from neuronattack.attack.run import (
     RESULTS,
     AttackContext,
     read_records,
     run_attacks,
-    slug,
     summarize,
     write_text_atomic,
 )
@@ -74,7 +73,7 @@ class Unit:
     @property
     def pair(self) -> str:
         """The pair as record ids spell it."""
-        return f"{slug(self.source)}-{slug(self.target)}"
+        return pipeline.pair_name(self.source, self.target)
 
     @property
     def folder(self) -> str:
@@ -173,56 +172,21 @@ def process_device(requested: str, state) -> str:
 
 def load_atlas(campaign: Campaign, clip, device: str, show_progress: bool):
     """The campaign's atlas, analysed first when missing and ``[model] images`` says from what."""
-    from neuronattack.attack.setup import ensure_toy_atlas, is_toy_clip
-    from neuronattack.models import spec_slug
-    from neuronattack.neurons.atlas import Atlas
-
-    atlas_dir = campaign.atlas or Path("outputs") / "atlas" / spec_slug(clip.spec)
-    if not (atlas_dir / "atlas.json").exists() and is_toy_clip(clip.spec) and not campaign.images:
-        ensure_toy_atlas(clip, atlas_dir, show_progress=show_progress)
-    if not (atlas_dir / "atlas.json").exists():
-        if campaign.images is None:
-            raise NeuronAttackError(
-                f"No atlas at {atlas_dir}; add [model] images = \"DIR\" to analyse {clip.spec} "
-                "first, or [model] atlas = \"DIR\" to use an existing one."
-            )
-        analyse_into(clip, campaign.images, atlas_dir, device, show_progress)
-    atlas = Atlas.load(atlas_dir)
-    if atlas.meta["model"] != clip.spec:
-        raise NeuronAttackError(f"The atlas in {atlas_dir} was built for {atlas.meta['model']}, "
-                                f"not {clip.spec}; point [model] atlas at one of {clip.spec}.")
-    return atlas
+    return pipeline.obtain_atlas(clip, campaign.atlas, campaign.images, device, show_progress,
+                                 options=('add [model] images = "DIR"', '[model] atlas = "DIR"'))
 
 
 def load_context(campaign: Campaign, clip, atlas, device: str,
                  show_progress: bool) -> AttackContext:
     """The models every unit of this process shares, loaded once."""
-    from neuronattack.attack.setup import build_context, make_generator
-    from neuronattack.attack.writers import load_writer
-
     choice = campaign.generator
-    generator = make_generator(choice.spec, device=device, steps=choice.steps,
-                               guidance=choice.guidance, size=choice.size,
-                               batch_size=choice.batch_size)
     # One pipeline call per attack batch: the batch is also the unit a resume redoes.
-    return build_context(clip, atlas, generator, load_writer(campaign.writer, device=device),
-                         list(campaign.class_names), campaign.judges, campaign.checker, device,
-                         generator.config.batch_size, show_progress=show_progress)
-
-
-def analyse_into(clip, images: Path, atlas_dir: Path, device: str, show_progress: bool) -> None:
-    """The atlas with `analyze`'s defaults (three blocks before the last, 100 images per neuron,
-    the 30k common words), as `neuronattack attack --images` builds it."""
-    from neuronattack.imagesets import scan_images
-    from neuronattack.neurons.analysis import AnalysisSettings, analyze, default_layers
-    from neuronattack.neurons.atlas import ensure_atlas
-
-    blocks = len(clip.model.visual.transformer.resblocks)
-    console.print(f"no atlas yet: analysing {clip.spec} over {images} into {atlas_dir}")
-    analyze(clip, scan_images(images), atlas_dir,
-            AnalysisSettings(layers=default_layers(blocks)), device=device,
-            show_progress=show_progress)
-    ensure_atlas(atlas_dir, clip, show_progress=show_progress)
+    return pipeline.attack_context(
+        clip, atlas, campaign.class_names, generator=choice.spec,
+        generator_options={"steps": choice.steps, "guidance": choice.guidance,
+                           "size": choice.size, "batch_size": choice.batch_size},
+        writer=campaign.writer, judges=campaign.judges, checker=campaign.checker, device=device,
+        render_batch=None, show_progress=show_progress)
 
 
 def describe_models(context: AttackContext) -> dict:

@@ -24,12 +24,14 @@ from typing import Literal
 import open_clip
 import torch
 from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
-from huggingface_hub.errors import EntryNotFoundError, OfflineModeIsEnabled
+from huggingface_hub.errors import EntryNotFoundError
 from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 from open_clip.transformer import VisionTransformer
 from safetensors.torch import load_file
 
 from neuronattack.errors import NeuronAttackError
+from neuronattack.models.hub import first_line, is_offline
+from neuronattack.models.loaded import LoadedClip
 
 RANDOM_PREFIX = "random:"
 HF_HUB_PREFIX = "hf-hub:"
@@ -47,23 +49,6 @@ _SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _SLUG_MAX_LEN = 80
 
 SourceKind = Literal["random", "tag", "file", "dir", "hub", "transformers"]
-
-
-@dataclass(frozen=True)
-class LoadedClip:
-    """An open_clip CLIP ready for analysis: eval mode, float32, frozen, on the requested device.
-
-    ``arch`` is the name open_clip itself understands for this model (``ViT-B-32``, or
-    ``local-dir:/abs/path`` / ``hf-hub:org/name`` when the config came from a folder or repo), so it
-    can be passed back to ``open_clip.create_model`` or ``open_clip.get_tokenizer``; for a
-    transformers checkpoint (``hf:``), which open_clip has no name for, it is the spec.
-    """
-
-    model: torch.nn.Module
-    preprocess: Callable[..., torch.Tensor]
-    tokenizer: Callable[..., torch.Tensor]
-    spec: str
-    arch: str
 
 
 @dataclass(frozen=True)
@@ -457,7 +442,7 @@ def _build(source: _Source) -> tuple[torch.nn.Module, Callable[..., torch.Tensor
             )
     except (ValueError, RuntimeError, KeyError, TypeError, OSError) as error:
         raise NeuronAttackError(
-            f"open_clip could not build '{source.spec}' ({_first_line(error)}); check that its "
+            f"open_clip could not build '{source.spec}' ({first_line(error)}); check that its "
             f"{CONFIG_NAME} or architecture name is a valid open_clip model config."
         ) from error
     return model, preprocess
@@ -555,7 +540,7 @@ def _read_tensors(path: Path) -> object:
                   "it is not a PyTorch checkpoint: the file is damaged or of another format")
     # Bad files also make torch.load raise RuntimeError (TorchScript), KeyError or EOFError.
     except Exception as error:
-        reason = _first_line(error)
+        reason = first_line(error)
     raise NeuronAttackError(
         f"Could not read {path} as a plain-tensor checkpoint ({reason}); save the weights with "
         "safetensors or torch.save(model.state_dict()) (TorchScript archives such as OpenAI's "
@@ -591,16 +576,6 @@ def _load_weights(
 def _hub_reason(error: BaseException) -> str:
     """Why the hub gave nothing, without the hub client's advice to unset HF_HUB_OFFLINE: here
     the cache is what is missing, not the network."""
-    if isinstance(error, OfflineModeIsEnabled) or "offline mode is enabled" in str(error):
+    if is_offline(error):
         return "HF_HUB_OFFLINE is set and the cache does not hold them"
-    return _first_line(error)
-
-
-def _first_line(error: BaseException, limit: int = 200) -> str:
-    """A short reason for a one-sentence message: third-party errors span many lines. Cut at a
-    word, never inside one."""
-    lines = str(error).strip().splitlines()
-    text = lines[0] if lines else type(error).__name__
-    if len(text) <= limit:
-        return text
-    return text[:limit].rsplit(" ", 1)[0].rstrip(",;:") + " …"
+    return first_line(error)

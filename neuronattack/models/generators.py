@@ -36,9 +36,9 @@ from neuronattack.models.clip import (
     LOCAL_DIR_PREFIX,
     _absolute,
     _close_matches,
-    _first_line,
     _fresh_rng,
 )
+from neuronattack.models.hub import first_line, resolve_device
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline, StableDiffusionPipeline
@@ -324,7 +324,7 @@ def load_generator(
     source = _parse_spec(spec)
     preset = PRESETS[source.preset] if source.preset else _OTHER_REPOS
     checked_size = _checked_size(steps, guidance, size, batch_size)
-    target = _resolve_device(device)
+    target = resolve_device(device)
     torch_dtype = _resolve_dtype(dtype, target, preset)
     if source.kind == "tiny":
         logger.warning(
@@ -575,12 +575,6 @@ def _dir_source(path_text: str) -> _Source:
     return _Source("dir", str(folder), location=str(folder))
 
 
-def _resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def _resolve_dtype(dtype: torch.dtype | str | None, device: str, preset: Preset) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
@@ -639,7 +633,7 @@ def _hub_snapshot(source: _Source) -> Path:
         reason = "HF_HUB_OFFLINE is set and the cache does not hold it"
     # The hub client raises many types (DNS, HTTP, auth, missing repo); all mean the same here.
     except Exception as error:
-        reason = _first_line(error)
+        reason = first_line(error)
     label = f"'{repo_id}'" if source.name == repo_id else f"'{source.name}' ({repo_id})"
     raise NeuronAttackError(
         f"The pipeline for {label} could not be downloaded or found in the local Hugging Face "
@@ -670,7 +664,7 @@ def _load_pipeline(
     except Exception as error:
         raise NeuronAttackError(
             f"diffusers could not load a text-to-image pipeline for '{source.name}' from {folder} "
-            f"({_first_line(error)}); check that the folder or cached download is complete and "
+            f"({first_line(error)}); check that the folder or cached download is complete and "
             "holds a text-to-image pipeline that needs no custom code."
         ) from error
     return pipeline, safety
@@ -681,7 +675,7 @@ def _read_model_index(folder: Path, source: _Source) -> dict[str, Any]:
         index = json.loads((folder / MODEL_INDEX).read_text())
     except (OSError, ValueError) as error:
         raise NeuronAttackError(
-            f"Could not read {folder / MODEL_INDEX} for '{source.name}' ({_first_line(error)}); "
+            f"Could not read {folder / MODEL_INDEX} for '{source.name}' ({first_line(error)}); "
             "the download may be incomplete: fetch it again."
         ) from error
     if not isinstance(index, dict) or not isinstance(index.get("_class_name"), str):

@@ -20,6 +20,8 @@ interrupted run resumes at the last finished chunk.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -33,7 +35,8 @@ from torch import Tensor
 
 from neuronattack.artifacts import load_tensors, save_tensors
 from neuronattack.errors import NeuronAttackError
-from neuronattack.models.clip import LoadedClip, weights_fingerprint
+from neuronattack.models.clip import weights_fingerprint
+from neuronattack.models.loaded import LoadedClip
 from neuronattack.progress import progress_bar
 
 # Pooling rules that read the features of the end-of-text token (open_clip's ``text_global_pool``).
@@ -282,3 +285,14 @@ def _progress(show: bool, total: int) -> Iterator[Callable[[int], None]]:
     with progress_bar(*columns, disable=not show) as bar:
         task = bar.add_task("texts", total=total)
         yield lambda n: bar.advance(task, n)
+
+
+def word_list_hash(words: Sequence[str]) -> str:
+    """A 16-hex-digit fingerprint of the ordered list, for cache keys.
+
+    Serialised as a JSON array so entry boundaries are unambiguous (["ab", "c"] and ["a", "bc"]
+    differ) and order matters, since embedding row i belongs to word i. 64 bits is ample against
+    accidental collisions among the handful of vocabularies a cache ever holds.
+    """
+    payload = json.dumps(list(words), ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]

@@ -24,16 +24,14 @@ from timm.data import ImageNetInfo
 from torch import Tensor
 
 from neuronattack.errors import NeuronAttackError
-from neuronattack.models.clip import LoadedClip, spec_slug
+from neuronattack.models.clip import spec_slug
+from neuronattack.models.loaded import LoadedClip, Template
 from neuronattack.models.text_encoding import (
     cached_text_encodings,
     encode_texts,
     text_tower_fingerprint,
+    word_list_hash,
 )
-from neuronattack.neurons.vocabulary import word_list_hash
-
-# A template is a format string with one ``{}`` or a callable, as open_clip accepts both.
-Template = str | Callable[[str], str]
 
 # Exported under our names so callers need not know which package ships them.
 OPENAI_TEMPLATES: tuple[Callable[[str], str], ...] = tuple(OPENAI_IMAGENET_TEMPLATES)
@@ -76,15 +74,10 @@ def is_wnid(label: str) -> bool:
 
 
 def judge_templates(clip: LoadedClip) -> tuple[Template, ...]:
-    """OpenAI's 80 templates, except for the toy CLIP, which only knows its world's words."""
-    if clip.spec == "toy" or clip.spec.startswith("toy:"):
-        from neuronattack.toy.train import ZERO_SHOT_TEMPLATES
-
-        def with_article(name: str) -> str:  # the toy captions always say "a cat", "an apple"
-            return ("an " if name[:1] in "aeiou" else "a ") + name
-
-        return tuple((lambda name, t=template: t.format(with_article(name)))
-                     for template in ZERO_SHOT_TEMPLATES)
+    """The templates the model brought (the toy CLIP knows only its world's captions), else
+    OpenAI's 80."""
+    if clip.judge_templates is not None:
+        return tuple(clip.judge_templates)
     return OPENAI_TEMPLATES
 
 

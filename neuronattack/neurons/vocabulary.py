@@ -9,10 +9,8 @@ computed for it can be cached under (model spec, vocabulary hash).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -20,6 +18,7 @@ from pathlib import Path
 import wordfreq
 
 from neuronattack.errors import NeuronAttackError
+from neuronattack.models.text_encoding import word_list_hash
 from neuronattack.resources import PROFANITY_LIST
 
 DEFAULT_COMMON_WORDS = 30000
@@ -169,17 +168,6 @@ def read_word_list(path: str | Path) -> list[str]:
             "description per line."
         )
     return entries
-
-
-def word_list_hash(words: Sequence[str]) -> str:
-    """A 16-hex-digit fingerprint of the ordered list, for cache keys.
-
-    Serialised as a JSON array so entry boundaries are unambiguous (["ab", "c"] and ["a", "bc"]
-    differ) and order matters, since embedding row i belongs to word i. 64 bits is ample against
-    accidental collisions among the handful of vocabularies a cache ever holds.
-    """
-    payload = json.dumps(list(words), ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
 def load_vocabulary(source: str) -> Vocabulary:

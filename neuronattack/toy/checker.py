@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from neuronattack.attack.judge import Verdict, image_kind
+from neuronattack.models.checking import Verdict, image_kind
 from neuronattack.models.generators import RenderResult
 from neuronattack.toy.renderer import ToyRenderer
 from neuronattack.toy.world import min_training_size

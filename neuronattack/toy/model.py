@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import open_clip
@@ -30,10 +29,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from neuronattack.errors import NeuronAttackError
+from neuronattack.models.loaded import LoadedClip, Template
 from neuronattack.toy.vocabulary import caption_words
-
-if TYPE_CHECKING:
-    from neuronattack.models.clip import LoadedClip
 
 MODEL_NAME = "neuronattack-toy-ViT"
 TOY_SPEC = "toy"
@@ -43,6 +40,10 @@ FILE_FORMAT = "neuronattack-toy-clip/1"
 TOKEN_TABLE = "token_embedding.weight"
 TOKEN_IDS = "token_embedding.ids"
 TOKEN_ROWS = "token_embedding.rows"
+# What the toy CLIP learnt to match class names with; it is judged with the same sentences.
+ZERO_SHOT_TEMPLATES = (
+    "a photo of {}", "a picture of {}", "an image of {}", "a drawing of {}", "{}"
+)
 # Per-channel statistics of the training images (3,000 samples, rounded): normalising with the
 # world's own statistics rather than ImageNet's keeps the first layer's inputs near unit scale.
 MEAN = (0.48, 0.53, 0.55)
@@ -171,9 +172,6 @@ def load_toy_clip(weights: Path | None = None, device: str | torch.device = "cpu
     ``weights`` defaults to the file shipped in the package; the spec is ``"toy"`` for it and
     ``"toy:/abs/path"`` for any other file, so results from different weights never share a folder.
     """
-    # Imported here: neuronattack.models may itself import this module to serve the "toy" spec.
-    from neuronattack.models.clip import LoadedClip
-
     path = WEIGHTS_PATH if weights is None else Path(weights).expanduser().absolute()
     state = read_toy_weights(path)
     model = build_toy_clip()
@@ -187,5 +185,17 @@ def load_toy_clip(weights: Path | None = None, device: str | torch.device = "cpu
     model.requires_grad_(False)
     model.to(device).eval()
     spec = TOY_SPEC if weights is None else f"{TOY_SPEC}:{path}"
-    return LoadedClip(model, toy_preprocess(), toy_tokenizer(), spec=spec, arch=MODEL_NAME)
+    return LoadedClip(model, toy_preprocess(), toy_tokenizer(), spec=spec, arch=MODEL_NAME,
+                      judge_templates=toy_judge_templates())
+
+
+def with_article(name: str) -> str:
+    """The toy captions always say "a cat", "an apple"."""
+    return ("an " if name[:1] in "aeiou" else "a ") + name
+
+
+def toy_judge_templates() -> tuple[Template, ...]:
+    """:data:`ZERO_SHOT_TEMPLATES` applied to a class name with its article."""
+    return tuple((lambda name, t=template: t.format(with_article(name)))
+                 for template in ZERO_SHOT_TEMPLATES)
 

@@ -35,18 +35,17 @@ from neuronattack.toy.model import (
     MODEL_NAME,
     TOKEN_TABLE,
     WEIGHTS_PATH,
+    ZERO_SHOT_TEMPLATES,
     build_toy_clip,
     read_toy_weights,
     save_toy_weights,
     to_pixels,
     toy_tokenizer,
+    with_article,
 )
 from neuronattack.toy.scenes import Scene, caption, sample_scene, with_condition
 from neuronattack.toy.world import CLASSES, CUES, Cue
 
-ZERO_SHOT_TEMPLATES = (
-    "a photo of {}", "a picture of {}", "an image of {}", "a drawing of {}", "{}"
-)
 HELD_OUT_SEED = 10_000  # fixed, so every training run is scored on the same held-out scenes
 LOG_SCALE_MAX = math.log(100.0)  # CLIP's clamp on the learnable temperature
 
@@ -168,8 +167,7 @@ def class_text_features(
     """Unit text embeddings [12, dim] of the classes, averaged over :data:`ZERO_SHOT_TEMPLATES`."""
     features = []
     for cls in CLASSES:
-        named = "an " + cls if cls[0] in "aeiou" else "a " + cls
-        tokens = tokenizer([template.format(named) for template in ZERO_SHOT_TEMPLATES])
+        tokens = tokenizer([template.format(with_article(cls)) for template in ZERO_SHOT_TEMPLATES])
         embedded = F.normalize(model.encode_text(tokens.to(device)), dim=-1)
         features.append(F.normalize(embedded.mean(dim=0), dim=-1))
     return torch.stack(features)
