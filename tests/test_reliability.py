@@ -428,9 +428,9 @@ def test_offline_hub_message_does_not_contradict_itself(offline_hub):
 
 
 def test_long_hub_reasons_are_cut_at_a_word():
-    from neuronattack.models.clip import _first_line
+    from neuronattack.models.hub import first_line
 
-    reason = _first_line(RuntimeError("word " * 100))
+    reason = first_line(RuntimeError("word " * 100))
     assert reason.endswith("word …") and len(reason) <= 202
 
 
