@@ -66,14 +66,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     args = parser.parse_args()
 
-    from neuronattack.attack.run import AttackSettings, run_attack
+    from neuronattack.attack.run import run_attack
+    from neuronattack.attack.settings import AttackSettings
     from neuronattack.attack.setup import build_context
-    from neuronattack.attack.writers import load_writer
     from neuronattack.imagesets import scan_images
     from neuronattack.models import load_clip
     from neuronattack.models.generators import load_generator
     from neuronattack.neurons.analysis import AnalysisSettings, analyze
     from neuronattack.neurons.atlas import ensure_atlas
+    from neuronattack.writing import load_writer
 
     totals: dict[str, float] = defaultdict(float)
     with tempfile.TemporaryDirectory() as scratch:

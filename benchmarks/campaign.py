@@ -81,11 +81,11 @@ def bare_run(campaign, out: Path) -> float:
     """The campaign's units as plain ``run_attack`` calls sharing one context: the baseline."""
     from neuronattack.attack.run import run_attack
     from neuronattack.attack.setup import build_context
-    from neuronattack.attack.writers import load_writer
     from neuronattack.campaign.runner import plan_units
     from neuronattack.models import load_clip
     from neuronattack.models.generators import load_generator
     from neuronattack.neurons.atlas import Atlas
+    from neuronattack.writing import load_writer
 
     start = time.perf_counter()
     choice = campaign.generator
@@ -144,7 +144,8 @@ def overhead(config: Path, scratch: Path, repeats: int) -> None:
 
     torch.set_num_threads(1)
     campaign = load_campaign(config)
-    images = len(campaign.pairs) * len(campaign.seeds) * campaign.n * len(campaign.arms)
+    images = (len(campaign.pairs) * len(campaign.seeds) * campaign.attack.n
+              * len(campaign.attack.arms))
     bare_run(campaign, scratch / "warm-up")  # imports, text caches, first-call kernels
     times: dict[str, list[float]] = {"bare run_attack loop": [], "run_campaign": []}
     machinery: list[float] = []
@@ -155,7 +156,7 @@ def overhead(config: Path, scratch: Path, repeats: int) -> None:
         for name, run in runs if repeat % 2 == 0 else runs[::-1]:
             times[name].append(run(scratch / f"{name.split()[0]}-{repeat}"))
     print(f"overhead: {len(campaign.pairs)} pairs x {len(campaign.seeds)} seeds, {images} "
-          f"images ({campaign.n} per arm), tiny generator on cpu, 1 torch thread, "
+          f"images ({campaign.attack.n} per arm), tiny generator on cpu, 1 torch thread, "
           f"{repeats} interleaved repeats")
     print(f"{'':<24}{'median s':>10}{'min s':>10}{'images/s':>10}")
     for name, values in times.items():
@@ -191,7 +192,7 @@ def batching(scratch: Path, atlas: Path, n: int, batch: int, repeats: int) -> No
     config.write_text(re.sub(r"(?m)^batch_size = .*$", f"batch_size = {batch}",
                              config.read_text(), count=1))
     campaign = load_campaign(config)
-    images = len(campaign.pairs) * len(campaign.seeds) * n * len(campaign.arms)
+    images = len(campaign.pairs) * len(campaign.seeds) * n * len(campaign.attack.arms)
     across, render = run.queue_batches, run._render_and_judge
     calls: dict[str, int] = {}
     rendering: dict[str, list[float]] = {}  # seconds in render-and-judge calls, per run
@@ -219,7 +220,7 @@ def batching(scratch: Path, atlas: Path, n: int, batch: int, repeats: int) -> No
         runs = [("per-arm batches", per_arm_batches), ("across arms and units", across)]
         for name, cut in runs if repeat % 2 == 0 else runs[::-1]:
             times[name].append(timed(name, cut, scratch / f"small-{name.split()[0]}-{repeat}"))
-    print(f"batching: {images} images ({n} per arm, {len(campaign.arms)} arms, "
+    print(f"batching: {images} images ({n} per arm, {len(campaign.attack.arms)} arms, "
           f"{len(campaign.pairs) * len(campaign.seeds)} units), generator batch {batch}, tiny "
           f"generator on cpu, 1 torch thread, {repeats} interleaved repeats")
     print(f"{'':<24}{'calls':>8}{'median s':>10}{'min s':>10}{'images/s':>10}"
@@ -257,7 +258,8 @@ def scaling(config: Path, scratch: Path) -> None:
     from neuronattack.campaign.config import load_campaign
 
     campaign = load_campaign(config)
-    images = len(campaign.pairs) * len(campaign.seeds) * campaign.n * len(campaign.arms)
+    images = (len(campaign.pairs) * len(campaign.seeds) * campaign.attack.n
+              * len(campaign.attack.arms))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     print(f"scaling: accelerate launch, CPU processes with 1 torch thread each, {images} images "
           f"in {len(campaign.pairs) * len(campaign.seeds)} units")

@@ -317,13 +317,15 @@ def campaign_section(sizes: dict, device: str, smoke: bool, scratch: Path) -> di
     """``run_attack`` over pairs x 4 arms vs ``generator.render`` of the very same prompts."""
     from PIL import Image
 
-    from neuronattack.attack.run import AttackSettings, read_records, run_attack
+    from neuronattack.attack.records import RESULTS, AttackRecord, read_records
+    from neuronattack.attack.run import run_attack
+    from neuronattack.attack.settings import AttackSettings
     from neuronattack.attack.setup import build_context, load_class_names
-    from neuronattack.attack.writers import load_writer
     from neuronattack.imagesets import scan_images
     from neuronattack.models.clip import load_clip
     from neuronattack.neurons.analysis import AnalysisSettings, analyze
     from neuronattack.neurons.atlas import Atlas, ensure_atlas
+    from neuronattack.writing import load_writer
 
     clip = load_clip(sizes["clip"], device=device)
     rng = np.random.default_rng(0)
@@ -354,19 +356,17 @@ def campaign_section(sizes: dict, device: str, smoke: bool, scratch: Path) -> di
         attacks(scratch / "warm")
     campaign_s, _ = timed(lambda: attacks(scratch / "timed"), device)
     records = [record for source, target in pairs
-               for record in read_records(scratch / "timed" / f"{source}-{target}" /
-                                          "results.jsonl")]
+               for record in read_records(scratch / "timed" / f"{source}-{target}" / RESULTS)]
     # The same prompts and seeds, rendered alone in the same batches (arm by arm, as run_attack).
-    groups: dict[tuple[str, str], list[dict]] = {}
+    groups: dict[tuple[str, str], list[AttackRecord]] = {}
     for record in records:
-        groups.setdefault((record["source"], record["arm"]), []).append(record)
+        groups.setdefault((record.source, record.arm), []).append(record)
 
     def render_only():
         for group in groups.values():
             for start in range(0, len(group), sizes["batch"]):
                 chunk = group[start:start + sizes["batch"]]
-                generator.render([r["prompt"] for r in chunk],
-                                 [r["requested_seed"] for r in chunk])
+                generator.render([r.prompt for r in chunk], [r.requested_seed for r in chunk])
 
     render_s, _ = timed(render_only, device)
     images = len(records)

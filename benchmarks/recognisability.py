@@ -17,8 +17,9 @@ ratio of each rule's agreement to the top-5 baseline's, all from the same images
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from neuronattack.attack.records import RESULTS, AttackRecord, read_records
 
 RULES = {
     "top-5 (baseline)": lambda s, source: source in s["top5"],
@@ -29,16 +30,16 @@ RULES = {
 }
 
 
-def load(folder: Path) -> list[dict]:
+def load(folder: Path) -> list[AttackRecord]:
     records = []
-    for path in sorted(folder.glob("attacks*/*/results.jsonl")):
-        records += [json.loads(line) for line in path.read_text().splitlines()]
-    return [r for r in records if not r["failed"] and r["verdict"]["source_present"]]
+    for path in sorted(folder.glob(f"attacks*/*/{RESULTS}")):
+        records += read_records(path)
+    return [r for r in records if not r.failed and r.verdict["source_present"]]
 
 
-def score(records: list[dict], rule) -> dict:
-    truth = [r["verdict"]["recognisable"] for r in records]
-    guess = [rule(r["scores"][r["model"]], r["source"]) for r in records]
+def score(records: list[AttackRecord], rule) -> dict:
+    truth = [r.verdict["recognisable"] for r in records]
+    guess = [rule(r.scores[r.model], r.source) for r in records]
     agree = sum(t == g for t, g in zip(truth, guess, strict=True)) / len(records)
     caught = sum(not t and not g for t, g in zip(truth, guess, strict=True))
     return {"agreement": agree,
@@ -51,7 +52,7 @@ def main() -> None:
     parser.add_argument("demo", type=Path, help="a `neuronattack demo` output folder")
     folder = parser.parse_args().demo
     records = load(folder)
-    unrecognisable = sum(not r["verdict"]["recognisable"] for r in records)
+    unrecognisable = sum(not r.verdict["recognisable"] for r in records)
     print(f"{len(records)} images with the source drawn, {unrecognisable} of them too small to be "
           "recognisable (toy checker, exact)")
     baseline = score(records, RULES["top-5 (baseline)"])["agreement"]

@@ -17,9 +17,8 @@ __version__ = "0.1.0"
 _PUBLIC = {
     # models
     "load_clip": ("neuronattack.models.clip", "load_clip"),
-    # `toy` or a diffusers spec (`models.generators.load_generator` knows only the latter)
-    "load_generator": ("neuronattack.attack.setup", "make_generator"),
-    "load_writer": ("neuronattack.attack.writers", "load_writer"),
+    "load_generator": ("neuronattack.models.generators", "load_generator"),
+    "load_writer": ("neuronattack.writing", "load_writer"),
     "load_class_names": ("neuronattack.attack.setup", "load_class_names"),
     # neurons
     "analyze": ("neuronattack.neurons.analysis", "analyze"),
@@ -31,10 +30,12 @@ _PUBLIC = {
     "attack_folder": ("neuronattack.pipeline", "attack_folder"),
     "atlas_folder": ("neuronattack.pipeline", "atlas_folder"),
     # attacks
-    "AttackSettings": ("neuronattack.attack.run", "AttackSettings"),
+    "AttackSettings": ("neuronattack.attack.settings", "AttackSettings"),
     "run_attack": ("neuronattack.attack.run", "run_attack"),
     "run_attacks": ("neuronattack.attack.run", "run_attacks"),
     "summarize": ("neuronattack.attack.run", "summarize"),
+    "AttackRecord": ("neuronattack.attack.records", "AttackRecord"),
+    "read_records": ("neuronattack.attack.records", "read_records"),
     "explain": ("neuronattack.attack.explain", "explain_run"),
     # campaigns and what is made of them
     "load_campaign": ("neuronattack.campaign.config", "load_campaign"),

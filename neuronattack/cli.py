@@ -11,11 +11,22 @@ from rich.table import Table
 from rich.text import Text
 
 from neuronattack import pipeline, validation
+from neuronattack.attack.settings import (
+    ARMS,
+    DEFAULT_CHECKER,
+    DEFAULT_CLASSES,
+    DEFAULT_GENERATOR,
+    DEFAULT_WRITER,
+    RENDER_BATCH,
+    AttackSettings,
+)
 from neuronattack.errors import NeuronAttackError
 from neuronattack.outdir import ALLOW_FOREIGN
 from neuronattack.progress import stderr_console, stdout_console, warnings_to_console
 
 console = stderr_console()
+# The CLIP every command analyses, attacks or maps unless --clip names another.
+DEFAULT_CLIP = "ViT-B-32:openai"
 
 
 class Group(click.Group):
@@ -74,7 +85,7 @@ def parse_blocks(words: tuple[str, ...]) -> tuple[int, ...]:
 
 
 @main.command()
-@click.option("--clip", "clip_spec", default="ViT-B-32:openai", show_default=True,
+@click.option("--clip", "clip_spec", default=DEFAULT_CLIP, show_default=True,
               help="CLIP to analyse: ARCH:TAG (ViT-B-32:openai), ARCH:/path/ckpt, hf-hub:ORG/NAME, "
                    "local-dir:PATH, hf:ORG/NAME or hf:PATH (a transformers CLIPModel), or "
                    "random:ARCH (random weights, for trying things offline).")
@@ -133,6 +144,7 @@ def analyze(clip_spec, image_dir, first_layer, more_layers, out_dir, every, limi
     """
     from neuronattack.imagesets import scan_images
     from neuronattack.models import load_clip
+    from neuronattack.models.clip import clip_spec_problem
     from neuronattack.neurons.analysis import (
         AnalysisSettings,
         check_layers,
@@ -144,6 +156,7 @@ def analyze(clip_spec, image_dir, first_layer, more_layers, out_dir, every, limi
     )
     from neuronattack.neurons.analysis import analyze as run_analysis
     from neuronattack.neurons.sharding import launched_device, launched_shard, parse_shard
+    from neuronattack.neurons.vocabulary import vocabulary_spec_problem
 
     if first_layer is None and more_layers:
         raise NeuronAttackError("Put block numbers after --layers, e.g. --layers 8 9 10.")
@@ -151,8 +164,8 @@ def analyze(clip_spec, image_dir, first_layer, more_layers, out_dir, every, limi
     # Everything a user can get wrong, refused before any model loads or any pass starts.
     check_settings(AnalysisSettings(layers=blocks_asked or (0,), convention=convention,
                                     top_k=top_k, precision=precision), batch_size, workers)
-    validation.require_all([("--clip", clip_spec, validation.clip_spec),
-                            ("--words", words, validation.vocabulary_spec),
+    validation.require_all([("--clip", clip_spec, clip_spec_problem),
+                            ("--words", words, vocabulary_spec_problem),
                             ("--nonzeros", nonzeros, validation.positive_int)])
     shard = parse_shard(shard_text) if shard_text is not None else launched_shard()
     check_out(out_dir, overwrite, shard)
@@ -376,7 +389,7 @@ def verify_command(atlas_dir, image_dir, names_file, every, limit, batch_size, d
             f"{image_dir} has no class folders; verify needs one folder per class."
         )
     target = pick_device(device)
-    clip = load_clip(atlas.meta["model"], device=target)
+    clip = load_clip(atlas.model, device=target)
     atlas.require_model(clip)  # the weights under that spec may have changed since
     names = resolve_class_names(image_set.classes, names_file)
     report = verify(clip, atlas, image_set, names, batch_size, str(target), workers,
@@ -397,47 +410,48 @@ def verify_command(atlas_dir, image_dir, names_file, every, limit, batch_size, d
 @main.command()
 @click.argument("source")
 @click.argument("target")
-@click.option("--n", "count", default=32, show_default=True, help="Images per arm.")
-@click.option("--clip", "clip_spec", default="ViT-B-32:openai", show_default=True,
+@click.option("--n", "count", default=AttackSettings.n, show_default=True, help="Images per arm.")
+@click.option("--clip", "clip_spec", default=DEFAULT_CLIP, show_default=True,
               help="The CLIP to attack (same forms as `analyze --clip`).")
 @click.option("--atlas", "atlas_dir", type=AtlasSource(),
               help="Atlas folder, packed atlas (.tar) or hf-hub:ORG/NAME [default: "
                    "outputs/atlas/<clip>]; a missing folder is built first.")
 @click.option("--images", "image_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Images to analyse with when the atlas does not exist yet.")
-@click.option("--generator", "generator_spec", default="sd-turbo", show_default=True,
+@click.option("--generator", "generator_spec", default=DEFAULT_GENERATOR, show_default=True,
               help="sd-turbo, sdxl-turbo, sd15, flux-schnell, toy (the toy world's renderer), "
                    "tiny (random weights, offline), "
                    "a hub repo id or a local diffusers folder.")
-@click.option("--writer", "writer_spec", default="template", show_default=True,
+@click.option("--writer", "writer_spec", default=DEFAULT_WRITER, show_default=True,
               help="template (offline) or hf:REPO_OR_PATH (a local or cached text-generation LLM).")
 @click.option("--judge", "judge_specs", multiple=True,
               help="Extra CLIP to judge every image with (transfer); repeatable.")
-@click.option("--checker", default="auto", show_default=True,
+@click.option("--checker", default=DEFAULT_CHECKER, show_default=True,
               help="Validity checker: auto (a different CLIP), clip:SPEC, toy or none.")
-@click.option("--classes", "classes_spec", default="imagenet", show_default=True,
+@click.option("--classes", "classes_spec", default=DEFAULT_CLASSES, show_default=True,
               help="Class set for zero-shot judging: imagenet, cifar10, toy or a file of names.")
-@click.option("--arms", default=",".join(("method", "random-neurons", "random-neurons-own",
-                                          "random-words", "similar-words", "source-only")),
-              show_default=True,
+@click.option("--arms", default=",".join(AttackSettings.arms), show_default=True,
               help="Comma-separated: the method and the baselines, all with the same seeds.")
 @click.option("--keep-class-words", is_flag=True,
               help="Turn the class-word filter off: keep words that name another class of "
                    "--classes (they make the image a distractor attack).")
-@click.option("--neurons", "n_neurons", default=100, show_default=True,
+@click.option("--neurons", "n_neurons", default=AttackSettings.n_neurons, show_default=True,
               help="Neurons picked by |r·δ|.")
-@click.option("--words", "n_words", default=50, show_default=True, help="Words kept per arm.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--negative-prompt", default=None,
-              help="[default: text, letters, words, … — against typographic attacks]")
+@click.option("--words", "n_words", default=AttackSettings.n_words, show_default=True,
+              help="Words kept per arm.")
+@click.option("--seed", default=AttackSettings.seed, show_default=True)
+@click.option("--negative-prompt", default=AttackSettings.negative_prompt, show_default=True,
+              help='What the generator steers away from (against typographic attacks); "" for '
+                   "none.")
 @click.option("--block-list", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="File of words never to use (one per line).")
-@click.option("--similarity-percentile", default=99.0, show_default=True,
+@click.option("--similarity-percentile", default=AttackSettings.similarity_percentile,
+              show_default=True,
               help="Drop words whose CLIP similarity to the target is above this percentile of "
                    "the vocabulary.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder [default: outputs/attacks/<source>-<target>]; reruns resume.")
-@click.option("--batch-size", default=pipeline.RENDER_BATCH, show_default=True,
+@click.option("--batch-size", default=RENDER_BATCH, show_default=True,
               help="Images rendered at once.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--why-maps/--no-why-maps", default=True, show_default=True,
@@ -463,12 +477,15 @@ def attack(source, target, count, clip_spec, atlas_dir, image_dir, generator_spe
       neuronattack attack horse airplane --clip toy --generator toy --checker toy \\
           --classes toy                                           # the toy world, ~1 min
     """
-    from neuronattack.attack.run import ARMS, DEFAULT_NEGATIVE, AttackSettings, run_attack
     from neuronattack.attack.run import check_out as check_attack_out
-    from neuronattack.attack.setup import load_class_names
+    from neuronattack.attack.run import resolve_pair, run_attack
+    from neuronattack.attack.setup import checker_spec_problem, load_class_names
     from neuronattack.models import load_clip
+    from neuronattack.models.clip import clip_spec_problem
+    from neuronattack.models.generators import generator_spec_problem
     from neuronattack.neurons.analysis import check_out as check_analysis_out
     from neuronattack.neurons.analysis import pick_device
+    from neuronattack.writing import writer_spec_problem
 
     arm_list = tuple(arm.strip() for arm in arms.split(",") if arm.strip())
     unknown = [arm for arm in arm_list if arm not in ARMS]
@@ -477,19 +494,19 @@ def attack(source, target, count, clip_spec, atlas_dir, image_dir, generator_spe
     class_names = load_class_names(classes_spec)
     # Everything a user can get wrong, refused before any model loads (a typo in TARGET used to
     # surface after the atlas, the generator and 80,000 judge prompts).
-    validation.class_pair(class_names, source, target)
+    resolve_pair(class_names, source, target)
     validation.require_all([
         ("--n", count, validation.images_per_arm),
         ("--neurons", n_neurons, validation.positive_int),
         ("--words", n_words, validation.positive_int),
         ("--similarity-percentile", similarity_percentile, validation.percentile),
         ("--batch-size", batch_size, validation.positive_int),
-        ("--clip", clip_spec, validation.clip_spec),
-        ("--generator", generator_spec, validation.generator_spec),
-        ("--writer", writer_spec, validation.writer_spec),
-        ("--checker", checker, validation.checker_spec),
+        ("--clip", clip_spec, clip_spec_problem),
+        ("--generator", generator_spec, generator_spec_problem),
+        ("--writer", writer_spec, writer_spec_problem),
+        ("--checker", checker, checker_spec_problem),
         ("--images", image_dir, validation.existing_folder),
-        *(("--judge", judge, validation.clip_spec) for judge in judge_specs)])
+        *(("--judge", judge, clip_spec_problem) for judge in judge_specs)])
     out_dir = out_dir or pipeline.attack_folder(source, target)
     check_attack_out(out_dir, allow_foreign_out)
     if atlas_dir is not None and image_dir is not None and not (atlas_dir / "atlas.json").exists():
@@ -505,8 +522,7 @@ def attack(source, target, count, clip_spec, atlas_dir, image_dir, generator_spe
         class_set=classes_spec, why_maps=why_maps, show_progress=not as_json)
     settings = AttackSettings(
         source=source, target=target, n=count, arms=arm_list, n_neurons=n_neurons,
-        n_words=n_words, seed=seed,
-        negative_prompt=DEFAULT_NEGATIVE if negative_prompt is None else negative_prompt,
+        n_words=n_words, seed=seed, negative_prompt=negative_prompt,
         similarity_percentile=similarity_percentile,
         block_list=tuple(read_block_list(block_list)), class_filter=not keep_class_words,
     )
@@ -681,8 +697,9 @@ def explain_command(run_dir, clip_spec, generator_spec, classes_spec, arms, devi
       neuronattack explain outputs/attacks/horse-airplane
     """
     from neuronattack.attack.explain import explain_run, run_models
-    from neuronattack.attack.setup import load_class_names, make_generator, make_judge
+    from neuronattack.attack.setup import load_class_names, make_judge
     from neuronattack.models import load_clip
+    from neuronattack.models.generators import load_generator
     from neuronattack.neurons.analysis import pick_device
 
     made = run_models(run_dir)
@@ -693,7 +710,7 @@ def explain_command(run_dir, clip_spec, generator_spec, classes_spec, arms, devi
     target_device = pick_device(device)
     clip = load_clip(clip_spec or made["clip"], device=target_device)
     overrides = {} if generator_spec else {k: v for k, v in made["overrides"].items() if v}
-    generator = make_generator(generator_spec or made["generator"], device=str(target_device),
+    generator = load_generator(generator_spec or made["generator"], device=str(target_device),
                                **overrides)
     judge = make_judge(clip, load_class_names(classes_spec), show_progress=not as_json)
     arm_list = None if arms is None else tuple(a.strip() for a in arms.split(",") if a.strip())
@@ -761,7 +778,7 @@ def with_role_options(function):
 
 
 @main.command("ablate")
-@click.option("--clip", "clip_spec", default="ViT-B-32:openai", show_default=True,
+@click.option("--clip", "clip_spec", default=DEFAULT_CLIP, show_default=True,
               help="CLIP to measure (same forms as `analyze --clip`; `toy` for the toy CLIP).")
 @labelled_images_options
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -783,11 +800,11 @@ def ablate_command(clip_spec, image_dir, names_file, out_path, every, limit, bat
     from neuronattack.heads.ablation import run_ablate, write_ablation
     from neuronattack.imagesets import scan_images
     from neuronattack.models import load_clip
-    from neuronattack.models.clip import spec_slug
+    from neuronattack.models.clip import clip_spec_problem, spec_slug
     from neuronattack.neurons.analysis import pick_device
     from neuronattack.progress import stdout_console
 
-    validation.require_all([("--clip", clip_spec, validation.clip_spec),
+    validation.require_all([("--clip", clip_spec, clip_spec_problem),
                             ("--device", device, validation.device),
                             ("--batch-size", batch_size, validation.positive_int),
                             ("--every", every, validation.positive_int)])
@@ -817,7 +834,7 @@ def heads() -> None:
 
 
 @heads.command("build")
-@click.option("--clip", "clip_spec", default="ViT-B-32:openai", show_default=True,
+@click.option("--clip", "clip_spec", default=DEFAULT_CLIP, show_default=True,
               help="CLIP to explain (same forms as `analyze --clip`; `toy` for the toy CLIP).")
 @click.option("--images", "image_dir", required=True,
               type=click.Path(file_okay=False, path_type=Path),
@@ -858,9 +875,10 @@ def heads_build(clip_spec, image_dir, out_dir, last, pool_spec, n_texts, rank, n
     from neuronattack.heads.textspan import build_head_roles
     from neuronattack.imagesets import scan_images
     from neuronattack.models import load_clip
+    from neuronattack.models.clip import clip_spec_problem
     from neuronattack.neurons.analysis import pick_device
 
-    validation.require_all([("--clip", clip_spec, validation.clip_spec),
+    validation.require_all([("--clip", clip_spec, clip_spec_problem),
                             ("--device", device, validation.device),
                             ("--last", last, validation.positive_int),
                             ("--texts-per-head", n_texts, validation.positive_int),
@@ -1004,6 +1022,7 @@ def debias_command(csv_path, roles_dir, heads_text, role, min_share, clip_spec, 
     from neuronattack.heads.contributions import last_layers
     from neuronattack.heads.debias import read_grouped_csv, run_debias
     from neuronattack.heads.textspan import roles_and_clip, select_heads
+    from neuronattack.models.clip import clip_spec_problem
     from neuronattack.neurons.analysis import pick_device
     from neuronattack.progress import stdout_console
 
@@ -1011,7 +1030,7 @@ def debias_command(csv_path, roles_dir, heads_text, role, min_share, clip_spec, 
                             ("--draws", draws, validation.positive_int),
                             ("--last", last, validation.positive_int),
                             ("--batch-size", batch_size, validation.positive_int)]
-                           + ([("--clip", clip_spec, validation.clip_spec)] if clip_spec else []))
+                           + ([("--clip", clip_spec, clip_spec_problem)] if clip_spec else []))
     grouped = read_grouped_csv(csv_path)
     target = pick_device(device)
     roles, clip = roles_and_clip(roles_dir, clip_spec, target)
@@ -1068,13 +1087,14 @@ def retrieve_command(query, image_dir, roles_dir, heads_text, role, min_share, c
     from neuronattack.heads.retrieve import run_retrieve
     from neuronattack.heads.textspan import roles_and_clip, select_heads
     from neuronattack.imagesets import scan_images
+    from neuronattack.models.clip import clip_spec_problem
     from neuronattack.neurons.analysis import pick_device
     from neuronattack.progress import stdout_console
 
     validation.require_all([("--device", device, validation.device),
                             ("--n", count, validation.positive_int),
                             ("--batch-size", batch_size, validation.positive_int)]
-                           + ([("--clip", clip_spec, validation.clip_spec)] if clip_spec else []))
+                           + ([("--clip", clip_spec, clip_spec_problem)] if clip_spec else []))
     image_set = scan_images(image_dir)
     target = pick_device(device)
     roles, clip = roles_and_clip(roles_dir, clip_spec, target)
@@ -1101,7 +1121,7 @@ def retrieve_command(query, image_dir, roles_dir, heads_text, role, min_share, c
 @click.option("--text", required=True, help='What to look for, as CLIP reads it: "a bird".')
 @click.option("--minus", default=None,
               help='A second text to contrast with: red means TEXT rather than MINUS.')
-@click.option("--clip", "clip_spec", default="ViT-B-32:openai", show_default=True,
+@click.option("--clip", "clip_spec", default=DEFAULT_CLIP, show_default=True,
               help="The CLIP to explain (same forms as `analyze --clip`; `toy` offline).")
 @click.option("--layers", "first_layer", type=int, default=None,
               help="Blocks whose heads the patch values sum over [default: all].")
@@ -1145,7 +1165,7 @@ def heatmap(image, text, minus, clip_spec, first_layer, more_layers, out_path, d
 
 @main.command()
 @click.argument("data", type=click.Path(file_okay=False, path_type=Path), required=False)
-@click.option("--clip", "clip_spec", default="ViT-B-32:openai", show_default=True,
+@click.option("--clip", "clip_spec", default=DEFAULT_CLIP, show_default=True,
               help="The CLIP whose maps are scored (`toy` offline).")
 @click.option("--toy", "toy_scenes", type=click.IntRange(min=1), default=None,
               help="Draw N toy scenes with exact masks into DATA first "

@@ -28,14 +28,9 @@ from PIL import Image, ImageDraw
 from neuronattack import outdir, pipeline, validation
 from neuronattack.artifacts import read_json, write_json
 from neuronattack.attack.explain import TOP_CUES, explain_run
-from neuronattack.attack.run import (
-    ARMS,
-    AttackSettings,
-    kind_of,
-    run_attack,
-    summarize,
-    top1_success,
-)
+from neuronattack.attack.records import AttackRecord
+from neuronattack.attack.run import run_attack, summarize
+from neuronattack.attack.settings import ARMS, AttackSettings
 from neuronattack.attack.stats import separated
 from neuronattack.models.clip import load_clip, weights_fingerprint
 from neuronattack.toy.atlas import ToyAtlasSettings, build_toy_atlas
@@ -74,10 +69,6 @@ FAST = DemoSettings(scenes=400, top_k=20, images_per_arm=8)
 def cue_word(cue: Cue) -> str:
     """The vocabulary word that names a cue: "water", "ball", "letter k", "red"."""
     return f"letter {cue.value}" if cue.kind == "sign" else cue.value
-
-
-def cue_of(target: str) -> Cue | None:
-    return next((cue for cue in CUES if cue.cls == target), None)
 
 
 def cue_recovery(out_dir: Path, cues: dict) -> list[dict]:
@@ -131,9 +122,9 @@ def margin_wins(arms: dict) -> dict:
     return {"beats_every_arm": all(beaten.values()), "beaten": beaten}
 
 
-def contact_sheet(records: list[dict], folder: Path, path: Path) -> Path:
+def contact_sheet(records: list[AttackRecord], folder: Path, path: Path) -> Path:
     """A grid of an arm's images, each framed by what it is (see ``FRAMES``), in index order."""
-    records = sorted((r for r in records if r.get("image")), key=lambda r: r["index"])
+    records = sorted((r for r in records if r.image), key=lambda r: r.index)
     tile, frame = 64 * SHEET_SCALE, 3
     rows = max(1, -(-len(records) // SHEET_COLUMNS))
     width, height = SHEET_COLUMNS * (tile + 2 * frame), rows * (tile + 2 * frame)
@@ -151,17 +142,17 @@ def contact_sheet(records: list[dict], folder: Path, path: Path) -> Path:
         y = (position // SHEET_COLUMNS) * (tile + 2 * frame)
         ImageDraw.Draw(sheet).rectangle((x, y, x + tile + 2 * frame - 1, y + tile + 2 * frame - 1),
                                         fill=FRAMES[outcome(record)])
-        image = Image.open(folder / record["image"]).convert("RGB")
+        image = Image.open(folder / record.image).convert("RGB")
         sheet.paste(image.resize((tile, tile), Image.NEAREST), (x + frame, y + frame))
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
     return path
 
 
-def outcome(record: dict) -> str:
-    if not record["valid"]:
+def outcome(record: AttackRecord) -> str:
+    if not record.valid:
         return "invalid"
-    return kind_of(record) if top1_success(record) else "not fooled"
+    return record.kind if record.top1_success else "not fooled"
 
 
 def run_demo(out_dir: Path, settings: DemoSettings = FULL, show_progress: bool = True,
@@ -201,13 +192,13 @@ def _run_demo(out_dir: Path, settings: DemoSettings, show_progress: bool, clip_s
         without = run_attack(context, AttackSettings(**{
             **asdict(attack), "arms": ("method",), "class_filter": False}),
             out_dir / UNFILTERED / name, show_progress=show_progress)
-        reference = [r for r in records if r["arm"] == "source-only"]
+        reference = [r for r in records if r.arm == "source-only"]
         unfiltered[f"{source} → {target}"] = summarize(without + reference,
                                                       seed=settings.seed)["method"]
         cues[name] = explain_run(folder, context.generator, context.judges[0],
                                  seed=settings.seed, show_progress=show_progress)["pairs"][name]
         for arm in ARMS:
-            contact_sheet([r for r in records if r["arm"] == arm], folder,
+            contact_sheet([r for r in records if r.arm == arm], folder,
                           out_dir / "sheets" / f"{name}-{arm}.png")
     recovery = cue_recovery(out_dir, cues)
     result = {

@@ -5,8 +5,11 @@ refused by all, with the same words. Each value check returns what is wrong (``"
 positive integer"``) or None: the campaign config collects every problem with its line, while
 :func:`require` turns one into a :class:`NeuronAttackError` for the CLI and the library.
 
-Nothing here loads a model or reads an image; the spec checks use the loaders' own parsers, which
-only parse.
+Nothing here loads a model or reads an image. Spec checks live beside the parsers they use
+(``models.clip.clip_spec_problem``, ``models.generators.generator_spec_problem``,
+``neurons.vocabulary.vocabulary_spec_problem``, ``attack.setup.checker_spec_problem`` and
+``class_set_problem``, ``writing.writer_spec_problem``), in the same form, through
+:func:`parser_refusal`.
 """
 
 from __future__ import annotations
@@ -61,75 +64,21 @@ def device(value: object) -> str | None:
     return None if ok else "must be auto, cpu, cuda, cuda:N or mps"
 
 
-def generator_spec(value: object) -> str | None:
-    """The generator loader's own parser: presets (with typo hints), hub ids, pipeline folders."""
-    from neuronattack.models.generators import _parse_spec
-
-    if not isinstance(value, str):
-        return "must be a string"
-    if value == "toy":  # the toy world's renderer (attack.setup.make_generator)
-        return None
-    try:
-        _parse_spec(value)
-    except NeuronAttackError as error:
-        return f"is not usable ({_sentence(error)})"
-    return None
-
-
-def clip_spec(value: object) -> str | None:
-    """The CLIP loader's own parser: architectures, tags, checkpoint files (nothing is loaded)."""
-    from neuronattack.models.clip import _parse_spec
-
-    if not isinstance(value, str):
-        return "must be a string"
-    if value == "toy" or value.startswith("toy:"):
-        return None
-    try:
-        _parse_spec(value, 0)
-    except NeuronAttackError as error:
-        return f"is not usable ({_sentence(error)})"
-    return None
-
-
-def checker_spec(value: object) -> str | None:
-    """``auto``, ``none``, ``toy`` or ``clip:SPEC`` with a SPEC the CLIP loader can parse."""
-    if isinstance(value, str) and value in ("auto", "none", "toy"):
-        return None
-    if isinstance(value, str) and value.startswith("clip:") and value[5:].strip():
-        return clip_spec(value[5:])
-    return "must be auto, none, toy or clip:SPEC"
-
-
-def writer_spec(value: object) -> str | None:
-    ok = isinstance(value, str) and (value.strip() == "template" or any(
-        value.startswith(prefix) and value[len(prefix):].strip()
-        for prefix in ("template:", "hf:")))
-    return None if ok else "must be template, template:PATH or hf:REPO_OR_PATH"
-
-
-def vocabulary_spec(value: object) -> str | None:
-    """``common[:N][:clean]``, ``none`` or a readable word list; the list itself is read."""
-    from neuronattack.neurons.vocabulary import load_vocabulary
-
-    if not isinstance(value, str):
-        return "must be a string"
-    if value == "none":
-        return None
-    try:
-        load_vocabulary(value)
-    except NeuronAttackError as error:
-        return f"is not usable ({_sentence(error)})"
-    return None
-
-
 def existing_folder(value: object) -> str | None:
     ok = value is None or Path(str(value)).expanduser().is_dir()
     return None if ok else "must be an existing folder"
 
 
-def _sentence(error: NeuronAttackError) -> str:
-    """A loader's message inside ours: without its final full stop."""
-    return str(error).rstrip(".")
+def parser_refusal(parse: Callable[[str], object], value: object) -> str | None:
+    """What a loader's own spec parser (one that loads nothing) finds wrong with ``value``, in
+    our form: the spec checks beside each parser (``models.clip.clip_spec_problem``, …) use it."""
+    if not isinstance(value, str):
+        return "must be a string"
+    try:
+        parse(value)
+    except NeuronAttackError as error:
+        return f"is not usable ({str(error).rstrip('.')})"
+    return None
 
 
 def require(option: str, value: object, check: Check) -> None:
@@ -197,10 +146,3 @@ def _read_only_mount(folder: Path) -> bool:
     pseudo = str(folder.resolve()).split(os.sep)[1:2] in (["proc"], ["sys"])
     return read_only or pseudo
 
-
-def class_pair(class_names: Sequence[str], source: str, target: str) -> tuple[str, str]:
-    """Canonical names of SOURCE and TARGET in the class set, with close matches for typos."""
-    from neuronattack.attack.run import resolve_pair
-
-    source_index, target_index = resolve_pair(list(class_names), source, target)
-    return class_names[source_index], class_names[target_index]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import huggingface_hub.constants
@@ -68,6 +70,17 @@ def parity():
     data = np.load(PARITY_DIR / "parity.npz")
     model = open_clip.create_model(f"local-dir:{PARITY_DIR}").eval()
     return model, data
+
+
+@contextmanager
+def in_float64(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``model`` in float64 for the block, and float32 again after it even when the block fails:
+    the fixtures converted are shared by the tests that follow."""
+    model.double()
+    try:
+        yield model
+    finally:
+        model.float()
 
 
 def random_images(batch: int, size: int = 32, seed: int = 0, dtype=torch.float32) -> torch.Tensor:

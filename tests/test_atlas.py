@@ -74,6 +74,16 @@ def test_atlas_codes_are_omp_of_the_directions(atlas_dir, word_file):
                           torch.nn.functional.normalize(reconstruction.sum(1), dim=1), atol=1e-5)
 
 
+def test_atlas_says_what_it_was_built_from(atlas_dir):
+    from neuronattack.models import load_clip
+    from neuronattack.models.clip import weights_fingerprint
+
+    atlas = Atlas.load(atlas_dir)
+    assert atlas.model == SPEC and atlas.convention == "centred"
+    assert atlas.vision_fingerprint == weights_fingerprint(load_clip(SPEC).model.visual)
+    assert atlas.images_used == 18  # 6 images of 3 classes
+
+
 def test_neurons_show_json(atlas_dir):
     result = CliRunner().invoke(main, ["neurons", "show", "2.17", "--atlas", str(atlas_dir),
                                        "--json"])

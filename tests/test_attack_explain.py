@@ -4,6 +4,7 @@ determinism, and `neuronattack explain` on a run folder."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
@@ -15,6 +16,7 @@ from neuronattack.attack.explain import (
     run_models,
     without_word,
 )
+from neuronattack.attack.records import AttackRecord
 from neuronattack.attack.setup import make_judge
 from neuronattack.cli import main
 from neuronattack.models import load_clip
@@ -35,16 +37,16 @@ def toy(tmp_path_factory):
         yield judge, ToyGenerator()
 
 
-def records_for(judge, generator, top1=(True, True, True)) -> list[dict]:
+def records_for(judge, generator, top1=(True, True, True)) -> list[AttackRecord]:
     """Records as an attack writes them, marked successful so that explain takes them."""
     seeds = [11, 12, 13]
     images = [r.image for r in generator.render(PROMPTS, seeds)]
     judged = judge.judge(images, CLASSES.index("car"), CLASSES.index("ship"))
-    return [{"id": f"car-ship/s0/method/{i:04d}", "arm": "method", "index": i,
-             "source": "car", "target": "ship", "prompt": prompt, "words": words,
-             "seed": seed, "negative_prompt": None, "failed": False, "valid": True,
-             "top1_success": success, "margin": j.margin, "model": "toy", "kind": "contextual",
-             "success": j.success, "scores": {"toy": j.as_dict()}}
+    return [AttackRecord(id=f"car-ship/s0/method/{i:04d}", arm="method", index=i,
+                         source="car", target="ship", prompt=prompt, words=tuple(words),
+                         seed=seed, negative_prompt=None, failed=False, valid=True,
+                         top1_success=success, margin=j.margin, model="toy", kind="contextual",
+                         success=j.success, scores={"toy": j.as_dict()}, run_seed=0)
             for i, (prompt, words, seed, j, success)
             in enumerate(zip(PROMPTS, WORDS, seeds, judged, top1, strict=True))]
 
@@ -65,12 +67,12 @@ def test_each_word_is_measured_by_an_exact_counterfactual(toy):
     pairs, rows = explain_records(records, generator, judge, seed=0, show_progress=False)
     assert len(rows) == sum(len(words) for words in WORDS)
     for row in rows:
-        record = next(r for r in records if r["id"] == row["id"])
-        assert row["prompt"] == without_word(record["prompt"], row["word"])
-        again = judge.judge([generator.render([row["prompt"]], [record["seed"]])[0].image],
+        record = next(r for r in records if r.id == row["id"])
+        assert row["prompt"] == without_word(record.prompt, row["word"])
+        again = judge.judge([generator.render([row["prompt"]], [record.seed])[0].image],
                             CLASSES.index("car"), CLASSES.index("ship"))[0]
         assert row["margin_after"] == pytest.approx(again.margin, abs=1e-6)
-        assert row["effect"] == pytest.approx(record["margin"] - again.margin, abs=1e-6)
+        assert row["effect"] == pytest.approx(record.margin - again.margin, abs=1e-6)
         assert row["necessary"] == (again.top1 != "ship")
     cues = pairs["car-ship"]["cues"]
     assert pairs["car-ship"]["successes"] == 3
@@ -91,9 +93,9 @@ def test_each_word_is_measured_by_an_exact_counterfactual(toy):
 def test_only_valid_top1_successes_are_explained(toy):
     judge, generator = toy
     records = records_for(judge, generator, top1=(True, False, True))
-    records[2]["valid"] = False
+    records[2] = replace(records[2], valid=False)
     pairs, rows = explain_records(records, generator, judge, show_progress=False)
-    assert {row["id"] for row in rows} == {records[0]["id"]}
+    assert {row["id"] for row in rows} == {records[0].id}
     assert pairs["car-ship"]["successes"] == 1
 
 
@@ -118,7 +120,7 @@ def test_explain_command_on_an_attack_folder(toy, tmp_path, monkeypatch):
     folder = tmp_path / "car-ship"
     folder.mkdir()
     records = records_for(judge, generator)
-    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (folder / "results.jsonl").write_text("".join(r.line() for r in records))
     (folder / "meta.json").write_text(json.dumps({
         "schema": "neuronattack.attack/1", "model": "toy", "generator": {"name": "toy"},
         "settings": {"source": "car", "target": "ship", "n": 3, "seed": 0}, "checker": "toy"}))

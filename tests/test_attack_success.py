@@ -10,7 +10,8 @@ from test_attack_selection import WORDS, synthetic_atlas, unit, word_filter
 
 from neuronattack.attack.filters import class_word_index, make_filter, related_words
 from neuronattack.attack.judge import Verdict, image_kind, judge_embeddings
-from neuronattack.attack.run import kind_of, margin_of, summarize, top1_success
+from neuronattack.attack.records import AttackRecord
+from neuronattack.attack.run import summarize
 from neuronattack.attack.selection import (
     select_random_neurons,
     select_random_neurons_own_words,
@@ -141,12 +142,12 @@ def test_random_words_are_drawable_seeded_and_filtered():
 
 
 def record(arm, index, *, top1, kind, valid=True, margin=0.0, binary=None, failed=False):
-    """A results.jsonl record with the fields summaries read."""
-    return {"id": f"cat-dog/s0/{arm}/{index:04d}", "arm": arm, "index": index, "source": "cat",
-            "target": "dog", "model": "m", "failed": failed, "valid": valid,
-            "success": top1 if binary is None else binary, "top1_success": top1, "kind": kind,
-            "margin": margin, "scores": {"m": {"top1": "dog" if top1 else "cat",
-                                               "margin": margin}}}
+    """A results.jsonl record; summaries read its verdict fields."""
+    return AttackRecord(id=f"cat-dog/s0/{arm}/{index:04d}", arm=arm, index=index, source="cat",
+                        target="dog", prompt="a cat", seed=index, model="m", failed=failed,
+                        valid=valid, success=top1 if binary is None else binary,
+                        top1_success=top1, kind=kind, margin=margin,
+                        scores={"m": {"top1": "dog" if top1 else "cat", "margin": margin}})
 
 
 def test_summary_rates_per_kind_with_the_contextual_headline():
@@ -167,11 +168,11 @@ def test_summary_rates_per_kind_with_the_contextual_headline():
 
 
 def test_old_records_without_the_new_fields_still_summarise():
-    old = record("method", 0, top1=True, kind=None, margin=0.4)
-    for key in ("top1_success", "kind", "margin"):
-        del old[key]
-    old["verdict"] = {"valid": True}
-    assert top1_success(old) and margin_of(old) == 0.4 and kind_of(old) is None
+    line = record("method", 0, top1=True, kind=None, margin=0.4).to_json()
+    for key in ("top1_success", "kind", "margin", "schema"):
+        del line[key]
+    old = AttackRecord.from_json(line | {"verdict": {"valid": True}})
+    assert old.top1_success and old.margin == 0.4 and old.kind is None
     summary = summarize([old])["method"]
     assert summary["top1"]["successes"] == 1 and summary["contextual_top1"]["successes"] == 0
     assert "margin_shift" not in summary

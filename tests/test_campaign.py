@@ -196,7 +196,7 @@ def test_example_configs_are_valid(environment, tmp_path):
     assert len(plan_units(campaign)) == 180
     tiny = load_campaign(tiny_config(environment, tmp_path / "tiny"))
     assert tiny.pairs == (("cat", "dog"), ("dog", "cat"), ("ship", "airplane"))
-    assert tiny.negative_prompt is None and tiny.generator.size == 32
+    assert tiny.attack.negative_prompt is None and tiny.generator.size == 32
     among = parse_campaign('[model]\nclip = "toy"\n[judges]\nclasses = "cifar10"\n[pairs]\n'
                            'classes = ["Cat", "dog", "ship"]\n', "among.toml")
     assert among.pairs == (("cat", "dog"), ("cat", "ship"), ("dog", "cat"), ("dog", "ship"),
@@ -281,7 +281,7 @@ def test_a_batch_cut_in_the_middle_is_rendered_again_whole(environment, referenc
     def stop_after_six(path, record):
         if len(appended) == 6:  # batches hold 4 records: the second is half written
             raise KeyboardInterrupt
-        appended.append(record["id"])
+        appended.append(record.id)
         real(path, record)
 
     monkeypatch.setattr(run_module, "append_record", stop_after_six)

@@ -8,11 +8,13 @@ import pytest
 from click.testing import CliRunner
 
 from neuronattack import demo as demo_module
-from neuronattack.attack.run import ARMS
+from neuronattack.attack.explain import TOP_CUES
+from neuronattack.attack.settings import ARMS
 from neuronattack.cli import main
 from neuronattack.demo import PAIRS, UNFILTERED, DemoSettings, cue_word
 from neuronattack.models import load_clip
 from neuronattack.models.clip import weights_fingerprint
+from neuronattack.pipeline import pair_name
 from neuronattack.toy.checker import ToyChecker, ToyGenerator
 from neuronattack.toy.model import build_toy_clip, save_toy_weights
 from neuronattack.toy.vocabulary import drawable_words
@@ -177,8 +179,20 @@ def test_fast_demo_with_the_shipped_toy_clip(tmp_path, monkeypatch):
             assert row["success"]["successes"] == sum(r["success"] for r in mine)
             assert row["contextual_top1"]["successes"] == sum(
                 r["valid"] and r["top1_success"] and r["kind"] == "contextual" for r in mine)
-    recovered = [row for row in report["cues"] if row["recovered"]]
-    assert all(row["rank"] >= 1 for row in recovered)
+    for row in report["cues"]:  # each cue's places, against the files the report is made from
+        if row["pair"] is None:
+            continue
+        name = pair_name(*row["pair"])
+        words = [w["word"] for w in json.loads(
+            (out / "attacks" / name / "selection-method.json").read_text())["words"]]
+        ranked = [c["word"] for c in json.loads(
+            (out / "attacks" / name / "cues.json").read_text())["pairs"][name]["cues"]]
+        assert row["rank"] == (words.index(row["cue"]) + 1 if row["cue"] in words else None)
+        assert row["recovered"] == (row["rank"] is not None)
+        assert row["discovery_rank"] == (
+            ranked.index(row["cue"]) + 1 if row["cue"] in ranked else None)
+        assert row["discovered"] == (row["discovery_rank"] is not None
+                                     and row["discovery_rank"] <= TOP_CUES)
     assert report["cue_uptake"]  # the shipped weights' measured uptake is printed with the table
     assert report["goals"]["pairs_won"] == sum(
         row["beats_every_arm"] for row in report["goals"]["margin_wins"].values())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import random_images
+from conftest import in_float64, random_images
 
 from neuronattack.lens.neuron_effects import effect_basis, effect_coords, second_order
 from neuronattack.lens.traced_pass import trace
@@ -47,14 +47,13 @@ def stream(model, images, layer, convention, top_k, batch=5, fitter=None):
 
 @pytest.mark.parametrize("convention", ["centred", "reference"])
 def test_streaming_fit_equals_materialised(tiny_clip, convention):
-    model = tiny_clip.double()
     images = random_images(23, seed=4, dtype=torch.float64)
     top_k = 6
-    with torch.no_grad():
-        phi = second_order(model, images, 1, convention=convention).numpy()
-    directions, norms, top, explained = brute_force_fit(phi, top_k)
-    fit = stream(model, images, 1, convention, top_k)
-    tiny_clip.float()
+    with in_float64(tiny_clip) as model:
+        with torch.no_grad():
+            phi = second_order(model, images, 1, convention=convention).numpy()
+        directions, norms, top, explained = brute_force_fit(phi, top_k)
+        fit = stream(model, images, 1, convention, top_k)
     assert np.allclose(fit.top_norms.numpy(), norms, rtol=1e-5)
     assert np.array_equal(fit.top_images.numpy(), top)
     assert np.allclose(fit.threshold.numpy(), norms[:, -1], rtol=1e-5)

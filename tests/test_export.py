@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -182,15 +183,16 @@ def test_load_run_reads_campaigns_and_single_attacks(tmp_path):
     assert campaign.campaign and sorted(campaign.units) == [
         "units/goldfish-great_white_shark/s0", "units/tabby_cat-golden_retriever/s0"]
     assert len(campaign.records) == 12
-    assert all((campaign.base / r["image"]).is_file() for r in campaign.records if r["image"])
+    assert all((campaign.base / r.image).is_file() for r in campaign.records if r.image)
     assert campaign.unit_of(campaign.records[0]) == "units/tabby_cat-golden_retriever/s0"
 
     attack = load_run(build_attack(tmp_path / "attack"))
-    assert not attack.campaign and list(attack.units) == ["."] and attack.unit_of({}) == "."
+    assert not attack.campaign and list(attack.units) == ["."]
+    assert attack.unit_of(attack.records[0]) == "."
     with open(attack.base / "results.jsonl", "a") as handle:  # a record redone after a crash
-        handle.write(json.dumps(attack.records[0] | {"prompt": "redone"}) + "\n")
+        handle.write(replace(attack.records[0], prompt="redone").line())
     again = load_run(attack.base)
-    assert len(again.records) == 3 and again.records[0]["prompt"] == "redone"
+    assert len(again.records) == 3 and again.records[0].prompt == "redone"
 
     with pytest.raises(NeuronAttackError, match="not a run folder"):
         load_run(tmp_path / "nowhere")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from neuronattack.attack.run import ARMS
+from neuronattack.attack.settings import ARMS
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_suite.py"
 

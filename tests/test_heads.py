@@ -8,7 +8,7 @@ import csv
 import open_clip
 import pytest
 import torch
-from conftest import random_images, write_class_folders
+from conftest import in_float64, random_images, write_class_folders
 
 from neuronattack.errors import NeuronAttackError
 from neuronattack.heads.ablation import ablated_embeddings, ablation_curve, write_ablation
@@ -38,13 +38,11 @@ def unit(x: torch.Tensor) -> torch.Tensor:
 def traced(tiny_clip):
     """Contributions (float64) of 12 random images with every layer's heads kept, and the full
     lens pieces they come from."""
-    model = tiny_clip.double()
     images = random_images(12, seed=3, dtype=torch.float64)
-    with torch.no_grad():
+    with in_float64(tiny_clip) as model, torch.no_grad():
         contrib = contributions(model.visual, images, head_layers=(0, 1, 2, 3))
         pieces = decompose(model.visual, images)
         embedding = model.encode_image(images)
-    tiny_clip.float()
     return contrib, pieces, embedding
 
 

@@ -207,7 +207,7 @@ def test_analyze_builds_an_atlas_of_a_clip_model_folder(tmp_path, monkeypatch):
         "--nonzeros", "3", "--device", "cpu", "--json"])
     assert result.exit_code == 0, result.output
     atlas = Atlas.load(tmp_path / "atlas")
-    assert atlas.meta["model"] == f"hf:{tmp_path / 'clip'}"
+    assert atlas.model == f"hf:{tmp_path / 'clip'}"
     assert len(atlas.directions[1].neurons) == 96 and atlas.card(1, 0).words
     classes = class_embeddings(load_clip(f"hf:{tmp_path / 'clip'}"), ["cat", "dog"])
     assert classes.shape == (2, 24) and torch.allclose(classes.norm(dim=-1), torch.ones(2))

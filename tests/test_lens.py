@@ -5,7 +5,7 @@ from __future__ import annotations
 import open_clip
 import pytest
 import torch
-from conftest import build_tiny_clip, random_images
+from conftest import build_tiny_clip, in_float64, random_images
 
 from neuronattack.errors import NeuronAttackError
 from neuronattack.lens.brute_force import second_order_brute_force
@@ -134,12 +134,10 @@ def test_mean_ablation_replaces_only_the_named_pieces(tiny_clip):
 @pytest.mark.parametrize("convention", ["centred", "reference"])
 @pytest.mark.parametrize("layer", [0, 1, 2])
 def test_second_order_equals_brute_force_float64(variant, convention, layer):
-    model = variant.double()
     images = random_images(3, dtype=torch.float64)
-    with torch.no_grad():
+    with in_float64(variant) as model, torch.no_grad():
         fast = second_order(model, images, layer, convention=convention)
         slow = second_order_brute_force(model.visual, images, layer, convention=convention)
-    variant.float()
     assert fast.shape == slow.shape == (3, model.visual.transformer.resblocks[0].mlp.c_fc
                                         .out_features, model.visual.output_dim)
     assert (fast - slow).abs().max() <= 1e-10 * slow.abs().max()

@@ -10,6 +10,7 @@ from PIL import Image
 from test_attack_run import attack_argv, environment  # noqa: F401  (the fixture)
 
 from neuronattack.attack.explain import flip_words
+from neuronattack.attack.records import read_records
 from neuronattack.attack.run import write_summary
 from neuronattack.campaign.report import write_report
 from neuronattack.cli import main
@@ -42,7 +43,7 @@ def test_every_attack_image_gets_its_why_map(environment, tmp_path):  # noqa: F8
     assert flip_words(out) == {records[0]["id"]: {
         "word": "flipword-large", "effect": 0.2, "necessary": True,
         "prompt": "a cat without flipword-large"}}
-    write_summary(out, records)
+    write_summary(out, read_records(out / "results.jsonl"))
     summary = (out / "summary.html").read_text()
     assert "<b>flip</b>: flipword-large" in summary and "flipword-small" not in summary
 

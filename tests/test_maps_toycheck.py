@@ -73,16 +73,17 @@ def test_run_shares_on_a_toy_attack_folder(tmp_path):
     removal changed are measured for successes that `explain` covered."""
     import json
 
+    from neuronattack.attack.records import AttackRecord
     from neuronattack.maps.toycheck import run_shares
 
     prompts = ["a cat beside a ball on the grass", "a cat on the grass", "a dog beside a ball"]
-    records = [{"id": f"cat-dog/s0/method/{i:04d}", "arm": "method", "source": "cat",
-                "target": "dog", "prompt": prompt, "seed": 10 + i, "image": f"images/{i}.png",
-                "valid": i < 2, "top1_success": i == 0}
+    records = [AttackRecord(id=f"cat-dog/s0/method/{i:04d}", arm="method", index=i,
+                            source="cat", target="dog", prompt=prompt, seed=10 + i,
+                            image=f"images/{i}.png", valid=i < 2, top1_success=i == 0)
                for i, prompt in enumerate(prompts)]
-    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (tmp_path / "results.jsonl").write_text("".join(r.line() for r in records))
     (tmp_path / "explain.jsonl").write_text(json.dumps({
-        "id": records[0]["id"], "word": "ball", "effect": 0.1, "necessary": True,
+        "id": records[0].id, "word": "ball", "effect": 0.1, "necessary": True,
         "failed": False, "prompt": "a cat on the grass"}) + "\n")
     [pair] = run_shares(tmp_path)["pairs"].values()
     assert pair["images"] == 2 and pair["successes"] == 1  # the invalid image is left out

@@ -89,7 +89,7 @@ def test_overwrite_rebuilds_the_atlas_for_the_new_directions(inputs, atlas_dir, 
     assert again.exit_code == 0, again.output
     after = Atlas.load(atlas_dir)
     assert after.atlas_meta["directions"] == file_hash(atlas_dir / "directions.safetensors")
-    assert after.meta["images_used"] == 9 and not torch.equal(before, after.codes[2].word_indices)
+    assert after.images_used == 9 and not torch.equal(before, after.codes[2].word_indices)
 
 
 def test_an_atlas_over_replaced_directions_is_refused(inputs, atlas_dir, tmp_path):
@@ -412,10 +412,10 @@ def test_a_long_word_encoding_is_announced(monkeypatch, tmp_path, capsys):
 
 def test_random_bytes_are_not_called_pickled_objects(tmp_path):
     (tmp_path / "noise.pt").write_bytes(np.random.default_rng(0).bytes(4096))
-    from neuronattack.models.clip import _read_tensors  # what load_clip reads checkpoints with
+    from neuronattack.models.clip import read_tensors  # what load_clip reads checkpoints with
 
     with pytest.raises(NeuronAttackError, match="not a PyTorch checkpoint") as caught:
-        _read_tensors(tmp_path / "noise.pt")
+        read_tensors(tmp_path / "noise.pt")
     assert "pickles" not in str(caught.value)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from conftest import random_images
+from conftest import in_float64, random_images
 
 from neuronattack.lens import second_order, trace
 from neuronattack.neurons.verify import correct_counts, replaced_embeddings, replacement
@@ -14,21 +14,19 @@ def unit(x: torch.Tensor) -> torch.Tensor:
 
 
 def test_replacements_equal_materialised_effects(tiny_clip):
-    model = tiny_clip.double()
-    visual = model.visual
     images = random_images(4, seed=2, dtype=torch.float64)
     generator = torch.Generator().manual_seed(0)
     neurons = torch.arange(256)
     mean = torch.randn(256, 32, generator=generator, dtype=torch.float64) * 1e-2
     rank_one = unit(torch.randn(256, 32, generator=generator, dtype=torch.float64))
     words = unit(torch.randn(256, 32, generator=generator, dtype=torch.float64))
-    with torch.no_grad():
+    with in_float64(tiny_clip) as model, torch.no_grad():
+        visual = model.visual
         phi = second_order(model, images, 2)  # [batch, neurons, out_dim]
         rep = model.encode_image(images)
         record = trace(visual, images, mlp_layers=(2,))
         result = replaced_embeddings(record, {2: replacement(visual, 2, neurons, mean, rank_one,
                                                              words)})
-    tiny_clip.float()
     ablated = rep - phi.sum(1) + mean.sum(0)
     assert torch.allclose(result[("mean-ablated", 2)], ablated, atol=1e-12)
     for mode, r in (("rank-one", rank_one), ("words", words)):
@@ -40,15 +38,13 @@ def test_replacements_equal_materialised_effects(tiny_clip):
 
 def test_exact_rank_one_directions_leave_the_embedding_unchanged(tiny_clip):
     """Two images: φ_n − μ_n lies on one line for both when μ_n = φ_n(I_0)."""
-    model = tiny_clip.double()
     images = random_images(2, seed=5, dtype=torch.float64)
-    with torch.no_grad():
+    with in_float64(tiny_clip) as model, torch.no_grad():
         phi = second_order(model, images, 1)
         record = trace(model.visual, images, mlp_layers=(1,))
         mean, direction = phi[0], unit(phi[1] - phi[0])
         result = replaced_embeddings(record, {1: replacement(
             model.visual, 1, torch.arange(256), mean, direction, direction)})
-    tiny_clip.float()
     assert torch.allclose(result[("rank-one", 1)], record.embedding, atol=1e-12)
 
 

@@ -31,15 +31,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 
 from neuronattack.artifacts import versions, write_json
 from neuronattack.attack.judge import Judge
-from neuronattack.attack.run import (
-    RESULTS,
-    margin_of,
-    read_records,
-    top1_success,
-    write_summary,
-)
+from neuronattack.attack.records import RESULTS, AttackRecord, read_records
+from neuronattack.attack.run import write_summary
 from neuronattack.attack.stats import bootstrap_mean
 from neuronattack.errors import NeuronAttackError
+from neuronattack.models.plugins import clip_plugin, find_plugin
 from neuronattack.progress import progress_bar
 
 SCHEMA = "neuronattack.cues/1"
@@ -74,20 +70,20 @@ def without_word(prompt: str, word: str) -> str:
     return re.sub(r"\s{2,}", " ", text).strip(" ,")
 
 
-def successes(records: Sequence[dict]) -> list[dict]:
+def successes(records: Sequence[AttackRecord]) -> list[AttackRecord]:
     """The images to explain: rendered, valid, and the attacked CLIP's top-1 is the target."""
-    return [r for r in records if not r["failed"] and r["valid"] and top1_success(r)]
+    return [r for r in records if not r.failed and r.valid and r.top1_success]
 
 
-def counterfactuals(records: Sequence[dict], generator, judge: Judge, batch: int = 64,
+def counterfactuals(records: Sequence[AttackRecord], generator, judge: Judge, batch: int = 64,
                     show_progress: bool = True) -> list[dict]:
     """One row per (successful image, word): the sentence without the word, re-rendered with the
     image's seed and judged. Rows of a word the sentence does not spell out are skipped."""
     jobs = []
     for record in successes(records):
-        for word in record["words"]:
-            prompt = without_word(record["prompt"], word)
-            if prompt != record["prompt"]:
+        for word in record.words:
+            prompt = without_word(record.prompt, word)
+            if prompt != record.prompt:
                 jobs.append((record, word, prompt))
     rows = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -103,13 +99,13 @@ def counterfactuals(records: Sequence[dict], generator, judge: Judge, batch: int
 
 def _judge_chunk(chunk, generator, judge: Judge) -> list[dict]:
     rendered = generator.render([prompt for _, _, prompt in chunk],
-                                [record["seed"] for record, _, _ in chunk],
-                                negative_prompt=chunk[0][0].get("negative_prompt"))
+                                [record.seed for record, _, _ in chunk],
+                                negative_prompt=chunk[0][0].negative_prompt)
     rows = []
     by_pair: dict[tuple[str, str], list[int]] = {}
     for position, (record, _, _) in enumerate(chunk):
         if not rendered[position].failed:
-            by_pair.setdefault((record["source"], record["target"]), []).append(position)
+            by_pair.setdefault((record.source, record.target), []).append(position)
     verdicts = {}
     for (source, target), positions in by_pair.items():
         judged = judge.judge([rendered[p].image for p in positions],
@@ -117,10 +113,10 @@ def _judge_chunk(chunk, generator, judge: Judge) -> list[dict]:
         verdicts.update(zip(positions, judged, strict=True))
     for position, (record, word, prompt) in enumerate(chunk):
         after = verdicts.get(position)
-        before = margin_of(record)
+        before = record.margin
         rows.append({
-            "id": record["id"], "pair": record["id"].split("/", 1)[0], "word": word,
-            "prompt": prompt, "seed": record["seed"], "failed": after is None,
+            "id": record.id, "pair": record.pair, "word": word,
+            "prompt": prompt, "seed": record.seed, "failed": after is None,
             "margin_before": before, "margin_after": None if after is None else after.margin,
             "effect": None if after is None else before - after.margin,
             "top1_after": None if after is None else after.top1,
@@ -159,21 +155,21 @@ def rank_cues(rows: Sequence[dict], explained: Sequence[str], seed: int = 0) -> 
     return cues
 
 
-def explain_records(records: Sequence[dict], generator, judge: Judge, seed: int = 0,
+def explain_records(records: Sequence[AttackRecord], generator, judge: Judge, seed: int = 0,
                     show_progress: bool = True) -> tuple[dict, list[dict]]:
     """``({pair: summary with ranked cues}, counterfactual rows)`` for a run's records."""
     rows = counterfactuals(records, generator, judge, show_progress=show_progress)
     pairs = {}
-    for pair in dict.fromkeys(r["id"].split("/", 1)[0] for r in records):
-        mine = [r for r in records if r["id"].split("/", 1)[0] == pair]
+    for pair in dict.fromkeys(r.pair for r in records):
+        mine = [r for r in records if r.pair == pair]
         explained = successes(mine)
         pairs[pair] = {
-            "source": mine[0]["source"], "target": mine[0]["target"],
+            "source": mine[0].source, "target": mine[0].target,
             "successes": len(explained),
-            "by_arm": {arm: sum(r["arm"] == arm for r in explained)
-                       for arm in dict.fromkeys(r["arm"] for r in mine)},
+            "by_arm": {arm: sum(r.arm == arm for r in explained)
+                       for arm in dict.fromkeys(r.arm for r in mine)},
             "cues": rank_cues([row for row in rows if row["pair"] == pair],
-                              [r["id"] for r in explained], seed),
+                              [r.id for r in explained], seed),
         }
     return pairs, rows
 
@@ -189,7 +185,7 @@ def explain_run(run_dir: Path, generator, judge: Judge, arms: Sequence[str] | No
         raise NeuronAttackError(f"{run_dir / RESULTS} holds no records; give the folder of a "
                                 "finished attack or campaign.")
     if arms is not None:
-        records = [r for r in records if r["arm"] in arms]
+        records = [r for r in records if r.arm in arms]
     pairs, rows = explain_records(records, generator, judge, seed, show_progress)
     with open(run_dir / COUNTERFACTUALS, "w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(row) + "\n" for row in rows)
@@ -226,8 +222,8 @@ def flip_words(run_dir: Path) -> dict[str, dict]:
 
 def run_models(run_dir: Path) -> dict:
     """What made a run, from its ``meta.json``: ``clip``, ``generator`` (a spec
-    ``setup.make_generator`` takes, with its overrides) and ``classes`` (a class-set spec, or None
-    when an attack folder written by the library, not the CLI, does not say)."""
+    ``models.generators.load_generator`` takes, with its overrides) and ``classes`` (a class-set
+    spec, or None when an attack folder written by the library, not the CLI, does not say)."""
     meta = json.loads((Path(run_dir) / "meta.json").read_text())
     if "settings" in meta and "clip" in meta["settings"]:  # a campaign
         settings = meta["settings"]
@@ -236,12 +232,16 @@ def run_models(run_dir: Path) -> dict:
                 "generator": generator["spec"],
                 "overrides": {key: generator.get(key) for key in ("steps", "guidance", "size")}}
     generator = meta["generator"]
-    toy = generator["name"] == "toy"
+    # A plug-in's generator is named after its plug-in, whose CLIP has its own class set.
+    plugin = find_plugin(generator["name"])
+    own = plugin is not None and plugin.make_generator is not None
+    clip_from = clip_plugin(meta["model"])
     size = generator.get("size")
     return {"clip": meta["model"],
-            "classes": meta.get("class_set") or ("toy" if meta["model"].startswith("toy")
-                                                 else None),
-            "generator": "toy" if toy else generator.get("model") or generator["name"],
-            "overrides": {} if toy else {"steps": generator.get("steps"),
+            "classes": meta.get("class_set") or (
+                clip_from.name if clip_from is not None and clip_from.class_names is not None
+                else None),
+            "generator": generator["name"] if own else generator.get("model") or generator["name"],
+            "overrides": {} if own else {"steps": generator.get("steps"),
                                          "guidance": generator.get("guidance"),
                                          "size": tuple(size) if size else None}}

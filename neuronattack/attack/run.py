@@ -1,8 +1,10 @@
 """One attack: a class pair, several arms (the method and its baselines), judged images on disk.
 
 Output folder:
-- ``images/{source}-{target}-{arm}-{index}.png``, each with its prompt, seed and models in PNG text
-  chunks, so an image can be re-rendered from the file alone;
+- ``images/{pair}-s{seed}-{arm}-{index:04d}.png`` (:func:`image_name`; the pair as ``cat-dog``),
+  each with its prompt, seed and models in PNG text chunks, so an image can be re-rendered from
+  the file alone, and beside it ``…-why.png`` (:func:`why_map_path`), where it pulled toward the
+  target;
 - ``results.jsonl``: one record per image (appended and fsynced one line at a time; a line cut by a
   crash is ignored and redone), the source of truth for resuming;
 - ``selection-{arm}.json``: the neurons and words each arm wrote with, and what the filter dropped;
@@ -15,22 +17,22 @@ each from its own seed, in batches cut at fixed places of the whole queue (:func
 A record holds the attacked model's verdicts: ``top1_success`` (its top-1 over the class set is
 the target: the headline), ``success`` (the paper's binary δ test) and ``margin`` (target −
 source similarity), and the checker's: ``valid`` and the image's ``kind`` (contextual,
-typographic, distractor). Records written before these fields existed are read through
-:func:`top1_success`, :func:`margin_of` and :func:`kind_of`, which derive what they can.
+typographic, distractor). Records are :class:`~neuronattack.attack.records.AttackRecord`s;
+those written before these fields existed are read with what they lack derived.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from itertools import groupby
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
@@ -41,6 +43,13 @@ from neuronattack import outdir, validation
 from neuronattack.artifacts import file_hash, new_file_mode, read_json, versions, write_json
 from neuronattack.attack.filters import WordFilter, make_filter, name_tokens
 from neuronattack.attack.judge import KINDS, Judge
+from neuronattack.attack.records import (
+    RESULTS,
+    AttackRecord,
+    append_record,
+    read_records,
+    record_id,
+)
 from neuronattack.attack.selection import (
     Selection,
     select_random_neurons,
@@ -50,54 +59,46 @@ from neuronattack.attack.selection import (
     select_words,
     source_only,
 )
+from neuronattack.attack.settings import ARMS, RENDER_BATCH, AttackSettings, pair_name
 from neuronattack.attack.stats import bootstrap_mean_difference, rate_summary
 from neuronattack.errors import NeuronAttackError
-from neuronattack.maps.why import write_why_maps
 from neuronattack.models.zeroshot import find_class
 from neuronattack.progress import progress_bar
 
-ARMS = ("method", "random-neurons", "random-neurons-own", "random-words", "similar-words",
-        "source-only")
+if TYPE_CHECKING:
+    from neuronattack.models.checking import Checker
+    from neuronattack.models.generators import Generator
+    from neuronattack.models.loaded import LoadedClip
+    from neuronattack.neurons.atlas import Atlas
+    from neuronattack.writing import Writer
+
 HEADLINE_KIND = "contextual"
-DEFAULT_NEGATIVE = "text, letters, words, writing, caption, watermark, signature, logo, sign"
 SCHEMA = "neuronattack.attack/1"
-RESULTS = "results.jsonl"
-
-
-@dataclass(frozen=True)
-class AttackSettings:
-    """Everything that changes an attack's images; a run resumes only under identical ones."""
-
-    source: str
-    target: str
-    n: int = 32  # images per arm
-    arms: tuple[str, ...] = ARMS
-    n_neurons: int = 100
-    n_words: int = 50
-    seed: int = 0
-    negative_prompt: str | None = DEFAULT_NEGATIVE
-    similarity_percentile: float = 99.0
-    block_list: tuple[str, ...] = ()
-    class_filter: bool = True  # drop words naming another class of the judging set
+WHY_SUFFIX = "-why.png"
+# (attacked model, images, their paths, source and target class embeddings) -> paths written
+WhyMapWriter = Callable[["LoadedClip", Sequence[Image.Image], Sequence[Path], Tensor, Tensor],
+                        object]
 
 
 @dataclass
 class AttackContext:
     """The models and resources an attack uses; built once and shared across pairs."""
 
-    atlas: object  # neuronattack.neurons.atlas.Atlas
-    clip: object  # the attacked LoadedClip
-    generator: object  # models.generators.Generator
-    writer: object  # attack.writers.Writer
+    atlas: Atlas
+    clip: LoadedClip  # the attacked model
+    generator: Generator
+    writer: Writer
     judges: list[Judge]  # judges[0] judges with the attacked model; the rest measure transfer
-    checker: object  # judge.ClipChecker / NoChecker / a toy checker
+    checker: Checker
     word_embeddings: Tensor  # [atlas words, out_dim] unit, bare words, for the target filter
-    target_embedding_of: object = None  # callable name -> unit bare-name embedding [out_dim]
+    target_embedding_of: Callable[[str], Tensor]  # name -> unit bare-name embedding [out_dim]
     # What the generator can draw, for the random-words arm; None: every atlas word.
     drawable_words: list[str] | None = None
-    render_batch: int = 8
+    render_batch: int = RENDER_BATCH
     extra_meta: dict = field(default_factory=dict)
-    why_maps: bool = True  # a target-minus-source patch map beside each image (maps/why.py)
+    # Writes a target-minus-source patch map beside each image: ``maps.why.write_why_maps``,
+    # set by ``pipeline.attack_context``, which sits above both; None writes none.
+    write_why_maps: WhyMapWriter | None = None
 
     @property
     def class_names(self) -> list[str]:
@@ -107,10 +108,6 @@ class AttackContext:
     def atlas_hash(self) -> str:
         """Content hash of the atlas' word decompositions: which atlas made an image."""
         return file_hash(self.atlas.root / "atlas.safetensors")
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "x"
 
 
 def resolve_pair(class_names: Sequence[str], source: str, target: str) -> tuple[int, int]:
@@ -157,11 +154,6 @@ def forbidden_words(target: str, selection: Selection) -> set[str]:
     return {target.lower(), *name_tokens(target), *(d["word"] for d in selection.dropped)}
 
 
-def record_id(pair: str, seed: int, arm: str, index: int) -> str:
-    """Unique across pairs, run seeds, arms and images, so shards merge without collisions."""
-    return f"{pair}/s{seed}/{arm}/{index:04d}"
-
-
 def image_seeds(settings: AttackSettings) -> list[int]:
     """The same seeds for every arm: image i of each arm is drawn from the same noise."""
     return [image_seed(settings.seed, index) for index in range(settings.n)]
@@ -173,25 +165,15 @@ def image_seed(run_seed: int, index: int) -> int:
     return run_seed * 2_147_483_647 + index
 
 
-def read_records(path: Path) -> list[dict]:
-    """Complete records of a results file; a final line cut short by a crash is dropped."""
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+def image_name(pair: str, seed: int, arm: str, index: int) -> str:
+    """Where an image is saved in its attack folder, as records hold it."""
+    return f"images/{pair}-s{seed}-{arm}-{index:04d}.png"
 
 
-def append_record(path: Path, record: dict) -> None:
-    """One JSON line written with a single write and fsynced, so a kill cannot half-write it."""
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+def why_map_path(image_path: str | Path) -> Path:
+    """Where an image's why-map lives: next to it, ``NAME-why.png``."""
+    path = Path(image_path)
+    return path.with_name(path.stem + WHY_SUFFIX)
 
 
 def _record_id_of(line: str) -> str | None:
@@ -211,13 +193,14 @@ def _repair_tail(path: Path) -> None:
         path.write_bytes(data[: data.rfind(b"\n") + 1])
 
 
-def save_png(image: Image.Image, path: Path, record: dict) -> None:
+def save_png(image: Image.Image, path: Path, record: AttackRecord) -> None:
     info = PngInfo()
+    fields = record.to_json()
     for key in ("prompt", "negative_prompt", "seed"):
-        info.add_text(key, str(record[key]))
-    info.add_text("generator", json.dumps(record["generator"]))
-    info.add_text("model", record["model"])
-    info.add_text("neuronattack", json.dumps({k: record[k] for k in (
+        info.add_text(key, str(fields[key]))
+    info.add_text("generator", json.dumps(record.generator))
+    info.add_text("model", record.model)
+    info.add_text("neuronattack", json.dumps({k: fields[k] for k in (
         "id", "arm", "words", "neurons", "source", "target", "atlas", "run_seed")}))
     temporary = path.with_name(f".{path.name}.tmp")
     image.save(temporary, format="PNG", pnginfo=info)
@@ -233,7 +216,7 @@ def check_out(out_dir: Path, allow_foreign: bool = False) -> None:
 
 
 def run_attack(context: AttackContext, settings: AttackSettings, out_dir: Path,
-               show_progress: bool = True, allow_foreign_out: bool = False) -> list[dict]:
+               show_progress: bool = True, allow_foreign_out: bool = False) -> list[AttackRecord]:
     """Render, judge and record every image of every arm; skips what ``results.jsonl`` holds.
 
     ``allow_foreign_out``: ``out_dir`` may hold files that are not ours (see :func:`check_out`).
@@ -244,7 +227,7 @@ def run_attack(context: AttackContext, settings: AttackSettings, out_dir: Path,
 
 def run_attacks(context: AttackContext, attacks: Sequence[tuple[AttackSettings, Path]],
                 show_progress: bool = True,
-                allow_foreign_out: bool = False) -> list[list[dict]]:
+                allow_foreign_out: bool = False) -> list[list[AttackRecord]]:
     """Several attacks, each into its own folder, rendered as one queue: a render batch may hold
     images of several arms and attacks, so the generator gets full batches however small the
     arms are. Returns each attack's records, in order.
@@ -277,7 +260,7 @@ class PlannedAttack:
     target_index: int
     selections: dict[str, Selection]
     done: set[str]  # ids of the records ``results.jsonl`` holds
-    sentences: dict[str, list] = field(default_factory=dict)  # arm -> n writers.Sentence
+    sentences: dict[str, list] = field(default_factory=dict)  # arm -> n writing.Sentence
 
     @property
     def results(self) -> Path:
@@ -325,9 +308,9 @@ def plan_attack(context: AttackContext, settings: AttackSettings,
     for arm in settings.arms:
         selections[arm] = select_for_arm(context, settings, arm, delta, word_filter)
         write_json(out_dir / f"selection-{arm}.json", selections[arm].as_dict())
-    return PlannedAttack(settings, out_dir, f"{slug(settings.source)}-{slug(settings.target)}",
+    return PlannedAttack(settings, out_dir, pair_name(settings.source, settings.target),
                          source_index, target_index, selections,
-                         {record["id"] for record in read_records(out_dir / RESULTS)})
+                         {record.id for record in read_records(out_dir / RESULTS)})
 
 
 def plan_jobs(attacks: Sequence[PlannedAttack]) -> list[Job]:
@@ -398,14 +381,14 @@ def render_queue(context: AttackContext, attacks: Sequence[PlannedAttack],
             bar.advance(task, len(batch))
 
 
-def finish(attack: PlannedAttack) -> list[dict]:
+def finish(attack: PlannedAttack) -> list[AttackRecord]:
     records = read_records(attack.results)
     write_summary(attack.out_dir, records)
     return records
 
 
 def _render_and_judge(context: AttackContext,
-                      batch: Sequence[Job]) -> list[tuple[PlannedAttack, list[dict]]]:
+                      batch: Sequence[Job]) -> list[tuple[PlannedAttack, list[AttackRecord]]]:
     """One generator call for the batch, then judging attack by attack (each its own pair)."""
     settings = batch[0].attack.settings
     sentences = [job.attack.sentences[job.arm][job.index] for job in batch]
@@ -421,7 +404,7 @@ def _render_and_judge(context: AttackContext,
 
 
 def _judge_and_record(context: AttackContext, jobs: Sequence[Job], sentences: Sequence,
-                      rendered: Sequence) -> list[dict]:
+                      rendered: Sequence) -> list[AttackRecord]:
     """Judge, check and record one attack's images of a batch; save their PNGs and why-maps."""
     attack = jobs[0].attack
     settings, source_index, target_index = attack.settings, attack.source_index, attack.target_index
@@ -437,12 +420,12 @@ def _judge_and_record(context: AttackContext, jobs: Sequence[Job], sentences: Se
     records = []
     for job, sentence, result in zip(jobs, sentences, rendered, strict=True):
         neuron_of = {w.word: w.neuron for w in attack.selections[job.arm].words}
-        record = {
-            "id": job.id, "source": settings.source,
-            "target": settings.target, "arm": job.arm, "index": job.index,
-            "prompt": sentence.text,
-            "negative_prompt": settings.negative_prompt, "words": list(sentence.words_used),
-            "neurons": sorted({neuron_of[w] for w in sentence.words_used if neuron_of.get(w)}),
+        request = {
+            "id": job.id, "source": settings.source, "target": settings.target,
+            "arm": job.arm, "index": job.index, "prompt": sentence.text,
+            "negative_prompt": settings.negative_prompt, "words": tuple(sentence.words_used),
+            "neurons": tuple(sorted({neuron_of[w] for w in sentence.words_used
+                                     if neuron_of.get(w)})),
             "seed": result.seed, "requested_seed": result.requested_seed,
             "retried": result.retried, "failed": result.failed, "failure": result.reason,
             "generator": {"name": context.generator.name, **context.generator.settings},
@@ -450,24 +433,23 @@ def _judge_and_record(context: AttackContext, jobs: Sequence[Job], sentences: Se
             "run_seed": settings.seed,
         }
         if result.failed:
-            record |= {"image": None, "scores": {}, "success": False, "valid": False,
-                       "verdict": None}
+            record = AttackRecord(**request)
         else:
             scores = {name: next(values).as_dict() for name, values in judgements.items()}
             verdict = next(verdicts).as_dict()
             main = scores[context.judges[0].name]
-            file = (attack.out_dir / "images"
-                    / f"{attack.pair}-s{settings.seed}-{job.arm}-{job.index:04d}.png")
-            record |= {"image": f"images/{file.name}", "scores": scores,
-                       "success": main["success"], "top1_success": main["top1_success"],
-                       "margin": main["margin"], "valid": verdict["valid"],
-                       "kind": verdict["kind"], "verdict": verdict}
+            image = image_name(attack.pair, settings.seed, job.arm, job.index)
+            file = attack.out_dir / image
+            record = AttackRecord(
+                **request, image=image, scores=scores, success=main["success"],
+                top1_success=main["top1_success"], margin=main["margin"],
+                valid=verdict["valid"], kind=verdict["kind"], verdict=verdict)
             save_png(result.image, file, record)
         records.append(record)
-    if context.why_maps and images:
+    if context.write_why_maps is not None and images:
         rows = context.judges[0].class_embeddings
-        write_why_maps(context.clip, images,
-                       [attack.out_dir / r["image"] for r in records if r["image"]],
+        context.write_why_maps(context.clip, images,
+                       [attack.out_dir / r.image for r in records if r.image],
                        rows[source_index], rows[target_index])
     return records
 
@@ -514,28 +496,7 @@ def _check_or_write_meta(out_dir: Path, context: AttackContext, settings: Attack
     write_json(path, meta | {"versions": versions()})
 
 
-def top1_success(record: dict) -> bool:
-    """The attacked model's top-1 over the class set is the target (derived for old records)."""
-    if "top1_success" in record:
-        return bool(record["top1_success"])
-    main = record.get("scores", {}).get(record.get("model"))
-    return bool(main) and main.get("top1") == record["target"]
-
-
-def margin_of(record: dict) -> float | None:
-    """The attacked model's target − source similarity; None for a failed render."""
-    if record.get("margin") is not None:
-        return float(record["margin"])
-    main = record.get("scores", {}).get(record.get("model"))
-    return None if not main else float(main["margin"])
-
-
-def kind_of(record: dict) -> str | None:
-    """contextual / typographic / distractor, or None when no checker said (old records)."""
-    return record.get("kind") or (record.get("verdict") or {}).get("kind")
-
-
-def summarize(records: Sequence[dict], seed: int = 0) -> dict[str, dict]:
+def summarize(records: Sequence[AttackRecord], seed: int = 0) -> dict[str, dict]:
     """Per arm, every rate over the images rendered, with 95% Wilson intervals:
 
     - ``contextual_top1`` (the headline): valid, top-1 is the target, only the source drawn;
@@ -546,26 +507,26 @@ def summarize(records: Sequence[dict], seed: int = 0) -> dict[str, dict]:
       source-only arm's, with a seeded 95% bootstrap interval (when that arm ran).
     """
     arms: dict[str, dict] = {}
-    present = sorted(dict.fromkeys(r["arm"] for r in records),
+    present = sorted(dict.fromkeys(r.arm for r in records),
                      key=lambda arm: ARMS.index(arm) if arm in ARMS else len(ARMS))
-    margins = {arm: [margin_of(r) for r in records if r["arm"] == arm and not r["failed"]
-                     and r["valid"]] for arm in present}
+    margins = {arm: [r.margin for r in records if r.arm == arm and not r.failed and r.valid]
+               for arm in present}
     for arm in margins:
-        mine = [r for r in records if r["arm"] == arm]
-        rendered = [r for r in mine if not r["failed"]]
-        valid = [r for r in rendered if r["valid"]]
-        top1 = [r for r in valid if top1_success(r)]
+        mine = [r for r in records if r.arm == arm]
+        rendered = [r for r in mine if not r.failed]
+        valid = [r for r in rendered if r.valid]
+        top1 = [r for r in valid if r.top1_success]
         row = {
             "images": len(mine), "failed_renders": len(mine) - len(rendered),
             "valid": len(valid),
             "contextual_top1": rate_summary(
-                sum(kind_of(r) == HEADLINE_KIND for r in top1), len(rendered)),
+                sum(r.kind == HEADLINE_KIND for r in top1), len(rendered)),
             "top1": rate_summary(len(top1), len(rendered)),
-            "top1_by_kind": {kind: rate_summary(sum(kind_of(r) == kind for r in top1),
+            "top1_by_kind": {kind: rate_summary(sum(r.kind == kind for r in top1),
                                                 len(rendered)) for kind in KINDS},
-            "valid_success": rate_summary(sum(r["success"] for r in valid), len(rendered)),
-            "success": rate_summary(sum(r["success"] for r in rendered), len(rendered)),
-            "kinds": {kind: sum(kind_of(r) == kind for r in valid) for kind in KINDS},
+            "valid_success": rate_summary(sum(r.success for r in valid), len(rendered)),
+            "success": rate_summary(sum(r.success for r in rendered), len(rendered)),
+            "kinds": {kind: sum(r.kind == kind for r in valid) for kind in KINDS},
             "mean_margin": (sum(margins[arm]) / len(margins[arm])) if margins[arm] else None,
         }
         if "source-only" in margins:
@@ -575,7 +536,7 @@ def summarize(records: Sequence[dict], seed: int = 0) -> dict[str, dict]:
     return arms
 
 
-def write_summary(out_dir: Path, records: Sequence[dict]) -> Path:
+def write_summary(out_dir: Path, records: Sequence[AttackRecord]) -> Path:
     from neuronattack.attack.summary import render_summary
 
     meta = read_json(Path(out_dir) / "meta.json")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from neuronattack.attack.judge import TEXT_PROMPTS, ClipChecker, Judge, NoChecker
 from neuronattack.attack.run import AttackContext
+from neuronattack.attack.settings import DEFAULT_CHECKER
 from neuronattack.errors import NeuronAttackError
-from neuronattack.models.clip import LoadedClip, load_clip
+from neuronattack.models.clip import LoadedClip, clip_spec_problem, load_clip
+from neuronattack.models.plugins import find_plugin, plugins_with
 from neuronattack.models.zeroshot import (
     IMAGENET_NAMES,
     class_embeddings,
@@ -18,63 +21,75 @@ from neuronattack.models.zeroshot import (
 )
 from neuronattack.neurons.text_dictionary import cached_encodings, default_cache_dir
 from neuronattack.neurons.vocabulary import Vocabulary, read_word_list
+from neuronattack.validation import parser_refusal
+
+if TYPE_CHECKING:
+    from neuronattack.models.checking import Checker
+    from neuronattack.models.generators import Generator
+    from neuronattack.neurons.atlas import Atlas
+    from neuronattack.writing import Writer
 
 CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
            "truck")
 
 
+def class_set_names() -> list[str]:
+    """The class sets a word names: the built-in ones, then each plug-in's (``models.plugins``)."""
+    return ["imagenet", "cifar10", *(plugin.name for plugin in plugins_with("class_names"))]
+
+
 def load_class_names(spec: str) -> list[str]:
-    """``imagenet`` (1000 OpenAI names), ``cifar10``, ``toy``, or a file with one name per line."""
+    """``imagenet`` (1000 OpenAI names), ``cifar10``, a plug-in's class set (``toy``), or a file
+    with one name per line."""
     if spec == "imagenet":
         return list(IMAGENET_NAMES)
     if spec == "cifar10":
         return list(CIFAR10)
-    if spec == "toy":
-        from neuronattack.toy.world import CLASSES
-
-        return list(CLASSES)
-    if Path(spec).is_file():
-        return read_word_list(Path(spec))
+    plugin = find_plugin(spec)
+    if plugin is not None and plugin.class_names is not None:
+        return plugin.class_names()
+    if Path(spec).expanduser().is_file():
+        return read_word_list(Path(spec).expanduser())
     raise NeuronAttackError(
-        f"--classes {spec!r} is neither imagenet, cifar10, toy nor a file of class names."
+        f"Class set {spec!r} is neither {', '.join(class_set_names())} nor a file of class names."
     )
 
 
+def class_set_problem(value: object) -> str | None:
+    """What is wrong with a class-set spec (``--classes``, a campaign's ``[judges] classes``), by
+    :func:`load_class_names` itself; None when nothing is."""
+    return parser_refusal(load_class_names, value)
+
+
 def default_checker(clip_spec: str) -> str:
-    """A different CLIP than the attacked one, so validity is not judged by the attacker."""
+    """A different CLIP than the attacked one, so validity is not judged by the attacker; a
+    plug-in's CLIP (spec ``NAME``) is checked by the plug-in's own checker when it has one."""
     if clip_spec.startswith("random:"):
         arch, _, seed = clip_spec.removeprefix("random:").partition("@")
         return f"clip:random:{arch}@{int(seed or 0) + 1}"
-    if clip_spec == "toy":
-        return "toy"
+    plugin = find_plugin(clip_spec)
+    if plugin is not None and plugin.make_checker is not None:
+        return clip_spec
     return "clip:ViT-B-16:openai" if clip_spec.startswith("ViT-L-14") else "clip:ViT-L-14:openai"
 
 
-def make_generator(spec: str, device: str = "auto", **overrides):
-    """``toy`` is the toy world's renderer (it draws exactly what a sentence names); every other
-    spec goes to ``models.generators.load_generator`` with the overrides (steps, guidance, size,
-    batch_size)."""
-    if spec == "toy":
-        from neuronattack.toy.checker import ToyGenerator
-
-        return ToyGenerator()
-    from neuronattack.models.generators import load_generator
-
-    return load_generator(spec, device=device, **overrides)
+def checker_choices() -> str:
+    """The ``--checker`` forms, in words: ``auto, none, toy or clip:SPEC``."""
+    return ", ".join(["auto", "none", *(plugin.name for plugin in plugins_with("make_checker"))]
+                     ) + " or clip:SPEC"
 
 
-def is_toy_clip(spec: str) -> bool:
-    return spec == "toy" or spec.startswith("toy:")
-
-
-def ensure_toy_atlas(clip: LoadedClip, atlas_dir: Path, show_progress: bool = True):
-    """The toy CLIP's atlas in ``atlas_dir``, built as the demo builds it when missing (its
-    scenes are drawn into a sibling folder, ``<atlas_dir>-scenes``)."""
-    from neuronattack.toy.atlas import build_toy_atlas
-
-    atlas_dir = Path(atlas_dir)
-    return build_toy_atlas(clip, atlas_dir, atlas_dir.with_name(f"{atlas_dir.name}-scenes"),
-                           show_progress=show_progress)
+def checker_spec_problem(value: object) -> str | None:
+    """What is wrong with a ``--checker`` spec (a ``clip:SPEC`` by the CLIP loader's own
+    parser, nothing loaded); None when nothing is."""
+    if not isinstance(value, str):
+        return f"must be {checker_choices()}"
+    plugin = find_plugin(value)
+    if value in ("auto", "none") or (plugin is not None and plugin.make_checker is not None):
+        return None
+    if value.startswith("clip:") and value.removeprefix("clip:").strip():
+        return clip_spec_problem(value.removeprefix("clip:"))
+    return f"must be {checker_choices()}"
 
 
 def make_judge(clip: LoadedClip, class_names: list[str], show_progress: bool) -> Judge:
@@ -84,25 +99,24 @@ def make_judge(clip: LoadedClip, class_names: list[str], show_progress: bool) ->
 
 
 def make_checker(spec: str, attacked: LoadedClip, class_names: list[str], device,
-                 show_progress: bool):
+                 show_progress: bool) -> Checker:
     if spec == "auto":
         spec = default_checker(attacked.spec)
     if spec == "none":
         return NoChecker()
-    if spec == "toy":
-        from neuronattack.toy.checker import ToyChecker
-
-        return ToyChecker(class_names)
+    plugin = find_plugin(spec)
+    if plugin is not None and plugin.make_checker is not None:
+        return plugin.make_checker(class_names)
     if spec.startswith("clip:"):
         clip = load_clip(spec.removeprefix("clip:"), device=device)
         texts = torch.stack([text_embedding(clip, prompt) for prompt in TEXT_PROMPTS])
         return ClipChecker(make_judge(clip, class_names, show_progress), texts)
-    raise NeuronAttackError(f"--checker {spec!r}: use auto, none, toy or clip:SPEC.")
+    raise NeuronAttackError(f"--checker {spec!r}: use {checker_choices()}.")
 
 
 def build_context(
-    clip: LoadedClip, atlas, generator, writer, class_names: list[str], *,
-    judge_specs: tuple[str, ...] = (), checker: str = "auto", device="cpu",
+    clip: LoadedClip, atlas: Atlas, generator: Generator, writer: Writer, class_names: list[str],
+    *, judge_specs: tuple[str, ...] = (), checker: str = DEFAULT_CHECKER, device="cpu",
     render_batch: int, show_progress: bool = True,
 ) -> AttackContext:
     """Everything ``run_attack`` needs, with the attacked model as the first judge.
@@ -124,11 +138,11 @@ def build_context(
     )
 
 
-def drawable_words(generator) -> list[str] | None:
-    """What the random-words arm draws from: the toy renderer's drawable words; None (every atlas
-    word) for diffusion models, which draw anything."""
-    if getattr(generator, "name", None) != "toy":
+def drawable_words(generator: Generator) -> list[str] | None:
+    """What the random-words arm draws from: what a plug-in's generator can draw (the toy
+    renderer: the world's words); None (every atlas word) for diffusion models, which draw
+    anything."""
+    plugin = find_plugin(generator.name)
+    if plugin is None or plugin.drawable_words is None:
         return None
-    from neuronattack.toy.vocabulary import drawable_words as toy_drawable_words
-
-    return toy_drawable_words()
+    return plugin.drawable_words()

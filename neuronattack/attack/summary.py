@@ -8,7 +8,8 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from neuronattack.maps.why import why_map_path
+from neuronattack.attack.records import AttackRecord
+from neuronattack.attack.run import why_map_path
 
 _environment = Environment(loader=PackageLoader("neuronattack.attack", "templates"),
                            autoescape=select_autoescape(default=True, default_for_string=True))
@@ -21,20 +22,19 @@ def percent(value: float | None) -> str:
 _environment.filters["percent"] = percent
 
 
-def render_summary(meta: dict, records: Sequence[dict], arms: dict[str, dict], out_dir: Path
-                   ) -> str:
+def render_summary(meta: dict, records: Sequence[AttackRecord], arms: dict[str, dict],
+                   out_dir: Path) -> str:
     selections = {}
     for arm in arms:
         path = out_dir / f"selection-{arm}.json"
         if path.exists():
             selections[arm] = json.loads(path.read_text())
     from neuronattack.attack.explain import flip_words, read_cues
-    from neuronattack.attack.run import kind_of, top1_success
 
     flips = flip_words(out_dir)
-    gallery = [r | {"top1": top1_success(r), "kind": kind_of(r), "flip": flips.get(r["id"]),
-                    "why": why_link(out_dir, r["image"])}
-               for r in records if r["arm"] == "method" and r.get("image")][:48]
+    gallery = [{**r.to_json(), "top1": r.top1_success, "flip": flips.get(r.id),
+                "why": why_link(out_dir, r.image)}
+               for r in records if r.arm == "method" and r.image][:48]
     cues = read_cues(out_dir) or {"pairs": {}}
     return _environment.get_template("summary.html.j2").render(
         meta=meta, arms=arms, selections=selections, gallery=gallery,

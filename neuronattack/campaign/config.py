@@ -57,7 +57,8 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from dataclasses import fields as dataclass_fields
 from itertools import permutations
 from pathlib import Path
 
@@ -66,18 +67,33 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
     import tomli as tomllib
 
-from neuronattack import outdir, validation
-from neuronattack.attack.run import ARMS, DEFAULT_NEGATIVE, AttackSettings, slug
-from neuronattack.attack.setup import CIFAR10, load_class_names
+from neuronattack import outdir, pipeline, validation
+from neuronattack.attack.settings import (
+    ARMS,
+    DEFAULT_CHECKER,
+    DEFAULT_CLASSES,
+    DEFAULT_GENERATOR,
+    DEFAULT_WRITER,
+    AttackSettings,
+    pair_name,
+)
+from neuronattack.attack.setup import (
+    CIFAR10,
+    checker_spec_problem,
+    class_set_problem,
+    load_class_names,
+)
 from neuronattack.errors import NeuronAttackError
+from neuronattack.models.clip import clip_spec_problem
+from neuronattack.models.generators import generator_spec_problem
 from neuronattack.models.zeroshot import find_class
 from neuronattack.neurons.analysis import SCHEMA as ANALYSIS_SCHEMA
 from neuronattack.neurons.vocabulary import read_word_list
+from neuronattack.writing import writer_spec_problem
 
 # image_seeds() multiplies the run seed by 2**31 - 1; larger seeds would overflow int64 seeds.
 MAX_RUN_SEED = 2**32 - 1
 SIZE_MULTIPLE = 16
-BUILTIN_CLASSES = ("imagenet", "cifar10", "toy")
 PAIR_KEYS = ("list", "set", "classes")
 
 
@@ -92,7 +108,7 @@ PAIR_SETS: dict[str, Callable[[], list[str]]] = {
 class GeneratorChoice:
     """The generator spec and the preset settings the config overrides (None: the preset's)."""
 
-    spec: str = "sd-turbo"
+    spec: str = DEFAULT_GENERATOR
     steps: int | None = None
     guidance: float | None = None
     size: int | tuple[int, int] | None = None
@@ -109,15 +125,8 @@ class Campaign:
     clip: str
     atlas: Path | None
     images: Path | None
-    n: int
+    attack: AttackSettings  # every unit's settings but its pair and seed
     seeds: tuple[int, ...]
-    arms: tuple[str, ...]
-    n_neurons: int
-    n_words: int
-    negative_prompt: str | None
-    similarity_percentile: float
-    class_filter: bool
-    block_list: tuple[str, ...]
     generator: GeneratorChoice
     writer: str
     judges: tuple[str, ...]
@@ -127,12 +136,8 @@ class Campaign:
     pairs: tuple[tuple[str, str], ...]  # canonical class names, in config order
 
     def settings(self, source: str, target: str, seed: int) -> AttackSettings:
-        return AttackSettings(
-            source=source, target=target, n=self.n, arms=self.arms, n_neurons=self.n_neurons,
-            n_words=self.n_words, seed=seed, negative_prompt=self.negative_prompt,
-            similarity_percentile=self.similarity_percentile, class_filter=self.class_filter,
-            block_list=self.block_list,
-        )
+        """One unit's settings: the campaign's, for this pair and run seed."""
+        return replace(self.attack, source=source, target=target, seed=seed)
 
     def resolved(self) -> dict:
         """Everything that changes the images, JSON-ready: a run resumes only if this matches.
@@ -141,15 +146,16 @@ class Campaign:
         editing a comment must not orphan finished work.
         """
         names_hash = hashlib.sha256("\n".join(self.class_names).encode()).hexdigest()[:16]
+        attack = self.attack
         # Recorded only when off, so runs started before the key existed still resume.
-        unfiltered = {} if self.class_filter else {"class_filter": False}
+        unfiltered = {} if attack.class_filter else {"class_filter": False}
         return json.loads(json.dumps({
             "clip": self.clip, "atlas": None if self.atlas is None else str(self.atlas),
-            "attack": {"n": self.n, "seeds": self.seeds, "arms": self.arms,
-                       "neurons": self.n_neurons, "words": self.n_words,
-                       "negative_prompt": self.negative_prompt,
-                       "similarity_percentile": self.similarity_percentile,
-                       "block_list": self.block_list, **unfiltered},
+            "attack": {"n": attack.n, "seeds": self.seeds, "arms": attack.arms,
+                       "neurons": attack.n_neurons, "words": attack.n_words,
+                       "negative_prompt": attack.negative_prompt,
+                       "similarity_percentile": attack.similarity_percentile,
+                       "block_list": attack.block_list, **unfiltered},
             "generator": asdict(self.generator), "writer": self.writer, "judges": self.judges,
             "checker": self.checker, "classes": self.classes,
             "class_names_hash": names_hash,
@@ -245,8 +251,8 @@ def _is_number(value: object) -> bool:
 positive_int = validation.positive_int
 percentile = validation.percentile
 non_negative = validation.non_negative
-checker = validation.checker_spec
-writer = validation.writer_spec
+checker = checker_spec_problem
+writer = writer_spec_problem
 images_per_arm = validation.images_per_arm
 
 
@@ -305,7 +311,7 @@ def block_list(value: object) -> str | None:
 def clip_specs(value: object) -> str | None:
     if not isinstance(value, list):
         return "must be a list of CLIP specs"
-    return next(filter(None, map(validation.clip_spec, value)), None) if value else None
+    return next(filter(None, map(clip_spec_problem, value)), None) if value else None
 
 
 def device(value: object) -> str | None:
@@ -313,16 +319,15 @@ def device(value: object) -> str | None:
 
 
 def generator(value: object) -> str | None:
-    return text(value) or validation.generator_spec(value)
+    return text(value) or generator_spec_problem(value)
 
 
 def clip(value: object) -> str | None:
-    return text(value) or validation.clip_spec(value)
+    return text(value) or clip_spec_problem(value)
 
 
 def class_set(value: object) -> str | None:
-    ok = isinstance(value, str) and (value in BUILTIN_CLASSES or Path(value).expanduser().is_file())
-    return None if ok else "must be imagenet, cifar10, toy or an existing file of class names"
+    return text(value) or class_set_problem(value)
 
 
 def pair_list(value: object) -> str | None:
@@ -349,6 +354,21 @@ class Field:
     required: bool = False
 
 
+# [attack] key -> the AttackSettings field it sets ("seeds" gives each unit its field "seed").
+ATTACK_FIELDS = {"n": "n", "arms": "arms", "neurons": "n_neurons", "words": "n_words",
+                 "negative_prompt": "negative_prompt",
+                 "similarity_percentile": "similarity_percentile",
+                 "class_filter": "class_filter", "block_list": "block_list"}
+
+
+def attack_default(key: str) -> object:
+    """The default of an [attack] key (or of an AttackSettings field): the dataclass's, in TOML's
+    terms (a tuple as a list)."""
+    name = ATTACK_FIELDS.get(key, key)
+    value = next(entry.default for entry in dataclass_fields(AttackSettings) if entry.name == name)
+    return list(value) if isinstance(value, tuple) else value
+
+
 SCHEMA: dict[str, dict[str, Field]] = {
     "run": {
         "out": Field(text, 'out = "outputs/campaigns/cifar10"'),
@@ -360,29 +380,31 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "images": Field(text, 'images = "~/imagenet-5k"'),
     },
     "attack": {
-        "n": Field(images_per_arm, "n = 32", 32),
-        "seeds": Field(seeds, "seeds = [0, 1]", [0]),
-        "arms": Field(arms, f"arms = {json.dumps(list(ARMS))}", list(ARMS)),
-        "neurons": Field(positive_int, "neurons = 100", 100),
-        "words": Field(positive_int, "words = 50", 50),
+        "n": Field(images_per_arm, "n = 32", attack_default("n")),
+        "seeds": Field(seeds, "seeds = [0, 1]", [attack_default("seed")]),
+        "arms": Field(arms, f"arms = {json.dumps(list(ARMS))}", attack_default("arms")),
+        "neurons": Field(positive_int, "neurons = 100", attack_default("neurons")),
+        "words": Field(positive_int, "words = 50", attack_default("words")),
         "negative_prompt": Field(any_text, 'negative_prompt = "text, letters, words"',
-                                 DEFAULT_NEGATIVE),
-        "similarity_percentile": Field(percentile, "similarity_percentile = 99.0", 99.0),
-        "class_filter": Field(boolean, "class_filter = false", AttackSettings.class_filter),
-        "block_list": Field(block_list, 'block_list = "blocked-words.txt"', []),
+                                 attack_default("negative_prompt")),
+        "similarity_percentile": Field(percentile, "similarity_percentile = 99.0",
+                                       attack_default("similarity_percentile")),
+        "class_filter": Field(boolean, "class_filter = false", attack_default("class_filter")),
+        "block_list": Field(block_list, 'block_list = "blocked-words.txt"',
+                            attack_default("block_list")),
     },
     "generator": {
-        "spec": Field(generator, 'spec = "sd-turbo"', "sd-turbo"),
+        "spec": Field(generator, 'spec = "sd-turbo"', DEFAULT_GENERATOR),
         "steps": Field(positive_int, "steps = 1"),
         "guidance": Field(non_negative, "guidance = 0.0"),
         "size": Field(image_size, "size = 512"),
         "batch_size": Field(positive_int, "batch_size = 8"),
     },
-    "writer": {"spec": Field(writer, 'spec = "template"', "template")},
+    "writer": {"spec": Field(writer, 'spec = "template"', DEFAULT_WRITER)},
     "judges": {
         "extra": Field(clip_specs, 'extra = ["ViT-L-14:openai"]', []),
-        "checker": Field(checker, 'checker = "auto"', "auto"),
-        "classes": Field(class_set, 'classes = "imagenet"', "imagenet"),
+        "checker": Field(checker, 'checker = "auto"', DEFAULT_CHECKER),
+        "classes": Field(class_set, 'classes = "imagenet"', DEFAULT_CLASSES),
     },
     "pairs": {
         "list": Field(pair_list, 'list = [["cat", "dog"], ["dog", "cat"]]'),
@@ -505,7 +527,7 @@ def check_pair_list(value: list[list[str]], canonical: dict[str, str],
         line = lines.of_value("pairs", "list", pattern, written[source, target])
         written[source, target] += 1
         pair = (canonical[source], canonical[target])
-        folder = f"{slug(pair[0])}-{slug(pair[1])}"
+        folder = pair_name(*pair)
         if pair[0] == pair[1]:
             problems.append(Problem(line, f"[pairs] list pairs {pair[0]!r} with itself; source "
                                           "and target must differ"))
@@ -601,19 +623,21 @@ def build_campaign(source_text: str, name: str, values: dict[str, dict], names: 
     if isinstance(blocked, str):
         blocked = read_word_list(Path(blocked).expanduser())
     size = gen["size"]
+    given = {setting: attack[key] for key, setting in ATTACK_FIELDS.items()}
+    # Each unit sets its own pair and seed (Campaign.settings).
+    template = AttackSettings(source="", target="", **given | {
+        "arms": tuple(attack["arms"]), "negative_prompt": attack["negative_prompt"] or None,
+        "similarity_percentile": float(attack["similarity_percentile"]),
+        "block_list": tuple(blocked)})
 
     def path(value: str | None) -> Path | None:
         return None if value is None else Path(value).expanduser()
 
     return Campaign(
         text=source_text,
-        out=out or path(run["out"]) or Path("outputs") / "campaigns" / Path(name).stem,
+        out=out or path(run["out"]) or pipeline.OUTPUTS / "campaigns" / Path(name).stem,
         device=device or run["device"], clip=model["clip"], atlas=path(model["atlas"]),
-        images=path(model["images"]), n=attack["n"], seeds=tuple(attack["seeds"]),
-        arms=tuple(attack["arms"]), n_neurons=attack["neurons"], n_words=attack["words"],
-        negative_prompt=attack["negative_prompt"] or None,
-        similarity_percentile=float(attack["similarity_percentile"]),
-        class_filter=attack["class_filter"], block_list=tuple(blocked),
+        images=path(model["images"]), attack=template, seeds=tuple(attack["seeds"]),
         generator=GeneratorChoice(
             spec=gen["spec"], steps=gen["steps"],
             guidance=None if gen["guidance"] is None else float(gen["guidance"]),

@@ -42,8 +42,10 @@ from pathlib import Path
 import neuronattack
 from neuronattack import outdir, validation
 from neuronattack.artifacts import new_file_mode, read_json, versions, write_json
-from neuronattack.attack.run import ARMS, RESULTS, kind_of, read_records, top1_success
-from neuronattack.attack.setup import load_class_names
+from neuronattack.attack.records import RESULTS, AttackRecord, read_records
+from neuronattack.attack.settings import ARMS
+from neuronattack.attack.setup import class_set_names, load_class_names
+from neuronattack.campaign.runner import Unit
 from neuronattack.errors import NeuronAttackError
 from neuronattack.models.zeroshot import imagenet_classes
 
@@ -52,8 +54,6 @@ FORMATS = ("imagefolder", "webdataset")
 SPLIT_BY = ("outcome", "pair")
 OUTCOMES = ("fooled_valid", "fooled_filtered", "not_fooled_valid", "not_fooled_filtered")
 FAILED = "failed"
-# Class sets a run may have judged over; a run records only their size, so we recognise them.
-KNOWN_CLASS_SETS = ("imagenet", "cifar10", "toy")
 
 
 @dataclass(frozen=True)
@@ -63,18 +63,17 @@ class Run:
     base: Path  # record image paths are relative to it
     meta: dict  # base/meta.json: the attack's or the campaign's
     units: dict[str, dict]  # attack folder relative to base ("." for a single attack) -> meta
-    records: list[dict]  # one per image, failed renders included, ids unique
+    records: list[AttackRecord]  # one per image, failed renders included, ids unique
 
     @property
     def campaign(self) -> bool:
         return "." not in self.units
 
-    def unit_of(self, record: dict) -> str:
+    def unit_of(self, record: AttackRecord) -> str:
         """The attack folder that made a record: where its ``selection-*.json`` are."""
         if not self.campaign:
             return "."
-        pair, seed = record["id"].split("/")[:2]
-        return f"units/{pair}/{seed}"
+        return Unit(record.source, record.target, record.run_seed).folder
 
 
 def load_run(path: Path) -> Run:
@@ -90,28 +89,19 @@ def load_run(path: Path) -> Run:
     units = ({str(p.parent.relative_to(base)): read_json(p, expect=dict) for p in unit_metas}
              if unit_metas else {".": meta})
     # Results are append-only: a record written again (a merge redone) supersedes the earlier one.
-    records = list({record["id"]: record for record in read_records(base / RESULTS)}.values())
+    records = list({record.id: record for record in read_records(base / RESULTS)}.values())
     if not records:
         raise NeuronAttackError(f"{base / RESULTS} holds no records yet; run the attack first.")
     return Run(base, meta, units, records)
 
 
-def pair_of(record: dict) -> str:
-    """``source-target`` slugs, the first part of the record id."""
-    return record["id"].split("/", 1)[0]
-
-
-def rendered(record: dict) -> bool:
-    return not record["failed"] and bool(record.get("image"))
-
-
-def outcome_of(record: dict) -> str:
+def outcome_of(record: AttackRecord) -> str:
     """Fooled means the attacked model's top-1 over the class set is the target; valid, the
     checker's verdict."""
-    if not rendered(record):
+    if not record.rendered:
         return FAILED
-    fooled = "fooled" if top1_success(record) else "not_fooled"
-    return f"{fooled}_{'valid' if record['valid'] else 'filtered'}"
+    fooled = "fooled" if record.top1_success else "not_fooled"
+    return f"{fooled}_{'valid' if record.valid else 'filtered'}"
 
 
 def pair_split(pair: str) -> str:
@@ -119,9 +109,9 @@ def pair_split(pair: str) -> str:
     return pair.replace("-", "_to_")
 
 
-def sample_key(record: dict) -> str:
+def sample_key(record: AttackRecord) -> str:
     """The record id as a file stem: no ``/`` (folders) and no ``.`` (WebDataset's separator)."""
-    return re.sub(r"[^\w-]+", "-", record["id"])
+    return re.sub(r"[^\w-]+", "-", record.id)
 
 
 @dataclass(frozen=True)
@@ -134,7 +124,7 @@ class ClassEntry:
 
 @dataclass(frozen=True)
 class ClassTable:
-    class_set: str  # one of KNOWN_CLASS_SETS, or "custom"
+    class_set: str  # a named class set (attack.setup.class_set_names), or "custom"
     entries: dict[str, ClassEntry]  # by name, in index order: every source and target
 
     def __getitem__(self, name: str) -> ClassEntry:
@@ -143,14 +133,15 @@ class ClassTable:
 
 def identify_class_set(names: set[str], sizes: set[int]) -> tuple[str, list[str] | None]:
     """The known class set holding every name (and of the recorded size), else ``custom``."""
-    for spec in KNOWN_CLASS_SETS:
+    # A run records only the class set's size, so the named sets are recognised by their names.
+    for spec in class_set_names():
         full = load_class_names(spec)
         if names <= set(full) and sizes <= {len(full)}:
             return spec, full
     return "custom", None
 
 
-def class_table(records: Sequence[dict], metas: Iterable[dict]) -> ClassTable:
+def class_table(records: Sequence[AttackRecord], metas: Iterable[dict]) -> ClassTable:
     """Every source and target with its class-set index, WordNet ID and folder.
 
     Indices are positions in the judged class set, so an ImageNet classifier's argmax compares
@@ -158,7 +149,7 @@ def class_table(records: Sequence[dict], metas: Iterable[dict]) -> ClassTable:
     index, as the attack did when it resolved the pair. For a custom class set the run does not
     record the full list, so indices number the names used, sorted.
     """
-    names = {r["source"] for r in records} | {r["target"] for r in records}
+    names = {r.source for r in records} | {r.target for r in records}
     sizes = {m["classes"] for m in metas if isinstance(m.get("classes"), int)}
     class_set, full = identify_class_set(names, sizes)
     order = sorted(names) if full is None else full
@@ -180,7 +171,7 @@ def _folder_slug(name: str) -> str:
     return re.sub(r"[^\w.-]+", "_", name).strip("._") or "class"
 
 
-def dataset_row(record: dict, classes: ClassTable) -> dict:
+def dataset_row(record: AttackRecord, classes: ClassTable) -> dict:
     """The flat metadata of one rendered image.
 
     Every value is a string, number or bool and never null where a type is known (absent strings
@@ -188,17 +179,17 @@ def dataset_row(record: dict, classes: ClassTable) -> dict:
     which a column that happens to be all-null or all-empty-list in one split would cause. Lists
     and mappings are JSON strings for the same reason.
     """
-    generator, verdict = record["generator"], record["verdict"]
-    scores = record["scores"][record["model"]]  # the attacked model's own judgement
+    generator, verdict = record.generator, record.verdict
+    scores = record.scores[record.model]  # the attacked model's own judgement
     width, height = generator.get("size") or (None, None)
     return {
-        "id": record["id"], "label": classes[record["source"]].index,
-        "source": record["source"], "target": record["target"],
-        "target_label": classes[record["target"]].index, "pair": pair_of(record),
-        "outcome": outcome_of(record), "arm": record["arm"], "index": record["index"],
-        "run_seed": record["run_seed"],
-        "fooled": top1_success(record), "binary": bool(record["success"]),
-        "kind": kind_of(record) or "", "valid": bool(record["valid"]),
+        "id": record.id, "label": classes[record.source].index,
+        "source": record.source, "target": record.target,
+        "target_label": classes[record.target].index, "pair": record.pair,
+        "outcome": outcome_of(record), "arm": record.arm, "index": record.index,
+        "run_seed": record.run_seed,
+        "fooled": record.top1_success, "binary": bool(record.success),
+        "kind": record.kind or "", "valid": bool(record.valid),
         "recognisable": bool(verdict.get("recognisable", verdict["source_present"])),
         "source_present": bool(verdict["source_present"]),
         "target_absent": bool(verdict["target_absent"]), "no_text": bool(verdict["no_text"]),
@@ -209,18 +200,18 @@ def dataset_row(record: dict, classes: ClassTable) -> dict:
         "p_source": float(scores["p_source"]), "p_target": float(scores["p_target"]),
         "top1": scores["top1"], "top5": json.dumps(scores["top5"]),
         # DiffusionDB's generation fields, under our names.
-        "prompt": record["prompt"], "negative_prompt": record["negative_prompt"] or "",
-        "seed": record["seed"], "requested_seed": record["requested_seed"],
-        "retried": bool(record["retried"]), "steps": generator.get("steps"),
+        "prompt": record.prompt, "negative_prompt": record.negative_prompt or "",
+        "seed": record.seed, "requested_seed": record.requested_seed,
+        "retried": bool(record.retried), "steps": generator.get("steps"),
         "guidance": _float_or_none(generator.get("guidance")), "width": width, "height": height,
         "scheduler": generator.get("scheduler") or "", "generator": generator["name"],
         "generator_model": str(generator.get("model") or ""),
         "generator_revision": generator.get("revision") or "",
         "dtype": generator.get("dtype") or "", "meaningless": bool(generator.get("meaningless")),
         "generator_settings": json.dumps(generator, sort_keys=True),
-        "model": record["model"], "atlas": record["atlas"], "writer": record["writer"],
-        "words": json.dumps(record["words"]), "neurons": json.dumps(record["neurons"]),
-        "scores": json.dumps(record["scores"]),
+        "model": record.model, "atlas": record.atlas, "writer": record.writer,
+        "words": json.dumps(list(record.words)), "neurons": json.dumps(list(record.neurons)),
+        "scores": json.dumps(record.scores),
     }
 
 
@@ -247,18 +238,18 @@ def collect_samples(run: Run, classes: ClassTable, split_by: str) -> list[Sample
     samples = []
     inside = run.base.resolve()
     for record in run.records:
-        if not rendered(record):
+        if not record.rendered:
             continue
-        image = (run.base / record["image"]).resolve()
+        image = (run.base / record.image).resolve()
         if not image.is_relative_to(inside) or image.suffix.lower() != ".png":
             raise NeuronAttackError(
-                f"{run.base / RESULTS} names the image {record['image']!r} (record "
-                f"{record['id']}), which is not a PNG inside the run folder; only the run's own "
+                f"{run.base / RESULTS} names the image {record.image!r} (record "
+                f"{record.id}), which is not a PNG inside the run folder; only the run's own "
                 "images are exported; restore its results file from the attack."
             )
-        split = outcome_of(record) if split_by == "outcome" else pair_split(pair_of(record))
-        samples.append(Sample(split, sample_key(record), classes[record["source"]].folder,
-                              run.base / record["image"], dataset_row(record, classes)))
+        split = outcome_of(record) if split_by == "outcome" else pair_split(record.pair)
+        samples.append(Sample(split, sample_key(record), classes[record.source].folder,
+                              run.base / record.image, dataset_row(record, classes)))
     missing = [str(s.image) for s in samples if not s.image.is_file()]
     if missing:
         raise NeuronAttackError(
@@ -343,7 +334,7 @@ def export_run(run_path: Path, out: Path, format: str = "imagefolder", split_by:
     if not samples:
         raise NeuronAttackError(f"Every render in {run.base} failed: there is no image to export.")
     splits = split_counts(samples, split_by)
-    failed = sum(not rendered(record) for record in run.records)
+    failed = sum(not record.rendered for record in run.records)
     with staged(out) as staging:
         if format == "imagefolder":
             write_imagefolder(staging, samples)
@@ -440,18 +431,18 @@ def provenance(run: Run) -> dict[str, list[str]]:
     records, metas = run.records, list(run.units.values())
     settings = [meta.get("settings", {}) for meta in metas]
     return {
-        "attacked model": distinct(r["model"] for r in records),
-        "judges": distinct(judge for r in records for judge in r["scores"]),
-        "validity checker": distinct([*(r["verdict"]["checker"] for r in records if r["verdict"]),
+        "attacked model": distinct(r.model for r in records),
+        "judges": distinct(judge for r in records for judge in r.scores),
+        "validity checker": distinct([*(r.verdict["checker"] for r in records if r.verdict),
                                       *(meta.get("checker") for meta in metas)]),
-        "generator": distinct(describe_generator(r["generator"]) for r in records),
-        "sentence writer": distinct(r["writer"] for r in records),
-        "atlas (hash)": distinct(r["atlas"] for r in records),
-        "negative prompt": distinct(r["negative_prompt"] for r in records),
+        "generator": distinct(describe_generator(r.generator) for r in records),
+        "sentence writer": distinct(r.writer for r in records),
+        "atlas (hash)": distinct(r.atlas for r in records),
+        "negative prompt": distinct(r.negative_prompt for r in records),
         "images per arm": distinct(str(s["n"]) for s in settings if "n" in s),
         "neurons / words per arm": distinct(f"{s['n_neurons']} / {s['n_words']}"
                                             for s in settings if "n_neurons" in s),
-        "run seeds": distinct(str(r["run_seed"]) for r in records),
+        "run seeds": distinct(str(r.run_seed) for r in records),
         "neuronattack version": distinct(meta.get("versions", {}).get("neuronattack")
                                          for meta in [run.meta, *metas]),
     }
@@ -459,7 +450,7 @@ def provenance(run: Run) -> dict[str, list[str]]:
 
 def meaningless(run: Run) -> bool:
     """True when any image came from a generator with random weights (the tiny preset)."""
-    return any(record["generator"].get("meaningless") for record in run.records)
+    return any(record.generator.get("meaningless") for record in run.records)
 
 
 def arm_rank(arm: str) -> int:
@@ -467,12 +458,12 @@ def arm_rank(arm: str) -> int:
     return ARMS.index(arm) if arm in ARMS else len(ARMS)
 
 
-def outcome_table(records: Sequence[dict]) -> dict[tuple[str, str], Counter]:
+def outcome_table(records: Sequence[AttackRecord]) -> dict[tuple[str, str], Counter]:
     """``(pair, arm) -> Counter(outcome)``, failed renders included; pairs in run order."""
     table: dict[tuple[str, str], Counter] = {}
     for record in records:
-        table.setdefault((pair_of(record), record["arm"]), Counter())[outcome_of(record)] += 1
-    pair_rank = {pair: i for i, pair in enumerate(distinct(pair_of(r) for r in records))}
+        table.setdefault((record.pair, record.arm), Counter())[outcome_of(record)] += 1
+    pair_rank = {pair: i for i, pair in enumerate(distinct(r.pair for r in records))}
     return dict(sorted(table.items(), key=lambda item: (pair_rank[item[0][0]],
                                                         arm_rank(item[0][1]))))
 
@@ -556,8 +547,8 @@ def dataset_card(run: Run, classes: ClassTable, format: str, split_by: str,
 
     No timestamps, so the same run gives the same card (exports are reproducible).
     """
-    total, failed = sum(splits.values()), sum(not rendered(r) for r in run.records)
-    names = {pair_of(r): f"{_cell(r['source'])} → {_cell(r['target'])}" for r in run.records}
+    total, failed = sum(splits.values()), sum(not r.rendered for r in run.records)
+    names = {r.pair: f"{_cell(r.source)} → {_cell(r.target)}" for r in run.records}
     lines = [_card_yaml(format, splits, total), "", "# neuronattack semantic adversarial images",
              ""]
     if meaningless(run):

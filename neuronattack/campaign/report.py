@@ -18,7 +18,8 @@ from urllib.parse import quote
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from neuronattack.attack.explain import flip_words, read_cues
-from neuronattack.attack.run import kind_of, summarize, top1_success
+from neuronattack.attack.records import AttackRecord
+from neuronattack.attack.run import summarize, why_map_path
 from neuronattack.attack.stats import rate_summary
 from neuronattack.attack.summary import percent
 from neuronattack.campaign.export import (
@@ -28,11 +29,8 @@ from neuronattack.campaign.export import (
     distinct,
     load_run,
     meaningless,
-    pair_of,
     provenance,
-    rendered,
 )
-from neuronattack.maps.why import why_map_path
 
 PER_PAIR = 12  # images per gallery: enough to judge the images, small enough to load quickly
 
@@ -56,94 +54,93 @@ def report_context(run: Run, page_dir: Path, per_pair: int) -> dict:
     """Everything the template shows, computed here so the template only lays it out."""
     records = run.records
     classes = class_table(records, run.units.values())
-    pairs = distinct(pair_of(r) for r in records)
-    first = {pair: next(r for r in records if pair_of(r) == pair) for pair in pairs}
+    pairs = distinct(r.pair for r in records)
+    first = {pair: next(r for r in records if r.pair == pair) for pair in pairs}
     facts = {**provenance(run),
              "class set": [f"{classes.class_set} ({len(classes.entries)} classes used)"],
-             "images": [f"{len(records)} ({sum(not rendered(r) for r in records)} failed "
+             "images": [f"{len(records)} ({sum(not r.rendered for r in records)} failed "
                         "renders)"]}
     return {
-        "title": (f"{first[pairs[0]]['source']} → {first[pairs[0]]['target']}" if len(pairs) == 1
+        "title": (f"{first[pairs[0]].source} → {first[pairs[0]].target}" if len(pairs) == 1
                   else f"{len(pairs)} class pairs"),
         "facts": {label: values for label, values in facts.items() if values},
         "meaningless": meaningless(run),
         "overall": arm_rows(records),
         "transfer": transfer_tables(records),
-        "pairs": [pair_section(run, pair, [r for r in records if pair_of(r) == pair], page_dir,
+        "pairs": [pair_section(run, pair, [r for r in records if r.pair == pair], page_dir,
                                per_pair) for pair in pairs],
     }
 
 
-def arm_rows(records: Sequence[dict]) -> list[dict]:
+def arm_rows(records: Sequence[AttackRecord]) -> list[dict]:
     """``summarize`` per arm (fooled, fooled & valid, both over rendered images), method first."""
     summary = summarize(records)
     return [{"arm": arm, **summary[arm]} for arm in sorted(summary, key=arm_rank)]
 
 
-def transfer_tables(records: Sequence[dict]) -> list[dict]:
+def transfer_tables(records: Sequence[AttackRecord]) -> list[dict]:
     """Per attacked model: rows of judges, columns of arms, the rate each judge says target.
 
     Rates are over the rendered images a judge scored. The baseline columns are the reference: a
     judge that takes many source-only images for the target is confused, not attacked.
     """
     tables = []
-    for model in distinct(r["model"] for r in records):
-        mine = [r for r in records if r["model"] == model and rendered(r)]
-        arms = sorted(distinct(r["arm"] for r in mine), key=arm_rank)
+    for model in distinct(r.model for r in records):
+        mine = [r for r in records if r.model == model and r.rendered]
+        arms = sorted(distinct(r.arm for r in mine), key=arm_rank)
         rows = []
-        for judge in distinct(j for r in mine for j in r["scores"]):
+        for judge in distinct(j for r in mine for j in r.scores):
             cells = []
             for arm in arms:
-                scored = [r["scores"][judge] for r in mine if r["arm"] == arm
-                          and judge in r["scores"]]
+                scored = [r.scores[judge] for r in mine if r.arm == arm and judge in r.scores]
                 cells.append(rate_summary(sum(s["success"] for s in scored), len(scored)))
             rows.append({"judge": judge, "attacked": judge == model, "cells": cells})
         tables.append({"model": model, "arms": arms, "rows": rows})
     return tables
 
 
-def pair_section(run: Run, pair: str, records: Sequence[dict], page_dir: Path,
+def pair_section(run: Run, pair: str, records: Sequence[AttackRecord], page_dir: Path,
                  per_pair: int) -> dict:
-    method = [r for r in records if r["arm"] == "method" and rendered(r)]
+    method = [r for r in records if r.arm == "method" and r.rendered]
     # The checker's valid successes are the ones that count: show them first.
-    fooled = sorted((r for r in method if top1_success(r)), key=lambda r: not r["valid"])
-    not_fooled = [r for r in method if not top1_success(r)]
+    fooled = sorted((r for r in method if r.top1_success), key=lambda r: not r.valid)
+    not_fooled = [r for r in method if not r.top1_success]
     flips = flip_words(run.base)  # which word made each explained success (neuronattack explain)
     return {
-        "id": pair, "source": records[0]["source"], "target": records[0]["target"],
-        "seeds": distinct(str(r["run_seed"]) for r in records),
+        "id": pair, "source": records[0].source, "target": records[0].target,
+        "seeds": distinct(str(r.run_seed) for r in records),
         "arms": arm_rows(records),
         "selection": read_selection(run, records[0]),
         "cues": ((read_cues(run.base) or {}).get("pairs", {}).get(pair) or {}).get("cues", []),
-        "fooled": [tile(r, run, page_dir) | {"flip": flips.get(r["id"])}
+        "fooled": [tile(r, run, page_dir) | {"flip": flips.get(r.id)}
                    for r in fooled[:per_pair]], "n_fooled": len(fooled),
         "not_fooled": [tile(r, run, page_dir) for r in not_fooled[:per_pair]],
         "n_not_fooled": len(not_fooled),
     }
 
 
-def read_selection(run: Run, record: dict) -> dict | None:
+def read_selection(run: Run, record: AttackRecord) -> dict | None:
     """The method's neurons and words for the record's attack (a campaign's first seed)."""
     path = run.base / run.unit_of(record) / "selection-method.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def tile(record: dict, run: Run, page_dir: Path) -> dict:
+def tile(record: AttackRecord, run: Run, page_dir: Path) -> dict:
     """One gallery image: what it showed, which checks it failed, each judge's margin."""
-    image = os.path.relpath(run.base / record["image"], page_dir)
-    why = run.base / why_map_path(record["image"])
-    verdict = record["verdict"] or {}
+    image = os.path.relpath(run.base / record.image, page_dir)
+    why = run.base / why_map_path(record.image)
+    verdict = record.verdict or {}
     failed_checks = [label for key, label in (("source_present", "source not seen"),
                                               ("recognisable", "source too small"),
                                               ("target_absent", "target seen"))
                      if not verdict.get(key, True)]
     return {
-        "src": quote(Path(image).as_posix()), "prompt": record["prompt"],
+        "src": quote(Path(image).as_posix()), "prompt": record.prompt,
         "why_src": quote(Path(os.path.relpath(why, page_dir)).as_posix()) if why.is_file()
         else None,
-        "words": record["words"], "neurons": record["neurons"], "seed": record["seed"],
-        "fooled": top1_success(record), "binary": record["success"], "kind": kind_of(record),
-        "valid": record["valid"], "failed_checks": failed_checks,
+        "words": list(record.words), "neurons": list(record.neurons), "seed": record.seed,
+        "fooled": record.top1_success, "binary": record.success, "kind": record.kind,
+        "valid": record.valid, "failed_checks": failed_checks,
         "margins": [{"judge": judge, "margin": s["margin"], "fooled": s["success"]}
-                    for judge, s in record["scores"].items()],
+                    for judge, s in record.scores.items()],
     }

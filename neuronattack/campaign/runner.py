@@ -31,21 +31,20 @@ import math
 import os
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
 from neuronattack import outdir, pipeline, validation
 from neuronattack.artifacts import read_json, versions, write_json
+from neuronattack.attack.records import RESULTS, AttackRecord, read_records
+from neuronattack.attack.run import SCHEMA as ATTACK_SCHEMA
 from neuronattack.attack.run import (
-    RESULTS,
     AttackContext,
-    read_records,
     run_attacks,
     summarize,
     write_text_atomic,
 )
-from neuronattack.attack.run import SCHEMA as ATTACK_SCHEMA
 from neuronattack.campaign.config import Campaign
 from neuronattack.errors import NeuronAttackError
 from neuronattack.progress import stderr_console, warn
@@ -101,7 +100,8 @@ def describe_plan(campaign: Campaign) -> dict:
               "writer": campaign.writer.removeprefix("hf:") if campaign.writer.startswith("hf:")
               else None}
     return {"out": str(campaign.out), "pairs": len(campaign.pairs), "seeds": len(campaign.seeds),
-            "units": len(units), "images": len(units) * campaign.n * len(campaign.arms),
+            "units": len(units),
+            "images": len(units) * campaign.attack.n * len(campaign.attack.arms),
             "checker": checker, "models": models}
 
 
@@ -322,7 +322,8 @@ def _run_campaign(campaign: Campaign, state, show_progress: bool) -> dict | None
     context = load_context(campaign, clip, atlas, device, talk)
     if state.is_main_process:
         start_run(campaign, context, units)
-    groups = render_groups(units, campaign.n * len(campaign.arms), context.render_batch)
+    groups = render_groups(units, campaign.attack.n * len(campaign.attack.arms),
+                           context.render_batch)
     mine = shard(groups, state.process_index, state.num_processes)
     if show_progress:
         console.print(f"process {state.process_index + 1} of {state.num_processes}: "
@@ -366,36 +367,36 @@ def merge_run(run_dir: Path) -> dict:
         if len(rows) < per_unit:
             incomplete.append(unit.folder)
         records += [in_run(row, unit.folder) for row in rows]
-    records.sort(key=lambda record: record["id"])
+    records.sort(key=lambda record: record.id)
     check_unique(records)
-    write_text_atomic(run_dir / RESULTS, "".join(json.dumps(r) + "\n" for r in records))
+    write_text_atomic(run_dir / RESULTS, "".join(record.line() for record in records))
     summary = summarize_run(records, units, incomplete)
     write_json(run_dir / SUMMARY, summary)
     return summary
 
 
-def in_run(record: dict, folder: str) -> dict:
+def in_run(record: AttackRecord, folder: str) -> AttackRecord:
     """The record with its image path relative to the run folder instead of the unit's."""
-    return record if record["image"] is None else {**record, "image": f"{folder}/{record['image']}"}
+    return record if record.image is None else replace(record, image=f"{folder}/{record.image}")
 
 
-def check_unique(records: Sequence[dict]) -> None:
+def check_unique(records: Sequence[AttackRecord]) -> None:
     """Two records with one id mean two processes ran the same unit at once."""
     for before, after in zip(records, records[1:], strict=False):
-        if before["id"] == after["id"]:
-            unit = "/".join(after["id"].split("/")[:2])
+        if before.id == after.id:
+            unit = Unit(after.source, after.target, after.run_seed)
             raise NeuronAttackError(
-                f"Record {after['id']} is there twice: two campaigns ran on this folder at the "
-                f"same time. Delete units/{unit} and rerun the campaign to redo that unit."
+                f"Record {after.id} is there twice: two campaigns ran on this folder at the "
+                f"same time. Delete {unit.folder} and rerun the campaign to redo that unit."
             )
 
 
-def summarize_run(records: Sequence[dict], units: Sequence[Unit],
+def summarize_run(records: Sequence[AttackRecord], units: Sequence[Unit],
                   incomplete: Sequence[str]) -> dict:
     """Success rates per arm over all pairs, and per pair (its seeds pooled)."""
-    by_pair: dict[str, list[dict]] = {unit.pair: [] for unit in units}
+    by_pair: dict[str, list[AttackRecord]] = {unit.pair: [] for unit in units}
     for record in records:
-        by_pair[record["id"].split("/", 1)[0]].append(record)
+        by_pair[record.pair].append(record)
     names = {unit.pair: (unit.source, unit.target) for unit in units}
     return {
         "schema": SUMMARY_SCHEMA,

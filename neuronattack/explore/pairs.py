@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from neuronattack.attack.settings import AttackSettings
 from neuronattack.errors import NeuronAttackError
 
 
@@ -25,8 +26,9 @@ def parse_pairs(texts: tuple[str, ...]) -> list[tuple[str, str]]:
     return pairs
 
 
-def pair_views(atlas, clip, pairs: list[tuple[str, str]], n_neurons: int = 100,
-               n_words: int = 50, percentile: float = 99.0) -> list[dict]:
+def pair_views(atlas, clip, pairs: list[tuple[str, str]],
+               n_neurons: int = AttackSettings.n_neurons, n_words: int = AttackSettings.n_words,
+               percentile: float = AttackSettings.similarity_percentile) -> list[dict]:
     """For each (source, target): the method's neurons (``r·δ``), kept words and dropped words."""
     from neuronattack.attack.filters import make_filter
     from neuronattack.attack.selection import class_delta, select_words

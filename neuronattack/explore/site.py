@@ -269,7 +269,7 @@ def explore(atlas_dir: Path, out_dir: Path, *, images_root: Path | None = None,
     if pairs:
         from neuronattack.models import load_clip
 
-        clip = load_clip(clip_spec or atlas.meta["model"], device=device)
+        clip = load_clip(clip_spec or atlas.model, device=device)
         atlas.require_model(clip)
         views = pair_views(atlas, clip, list(pairs))
     heads_file = heads_file or (Path(atlas_dir) / HEADS_FILE)

@@ -1,7 +1,7 @@
 """First-order (direct) decomposition of the image embedding (method.md §1).
 
 ``z_L[CLS] = e + Σ_l mlp_l + Σ_{l,t,h} a_{l,t,h}`` exactly, and ln_post is linear once its mean and
-scale at CLS are frozen, so every piece maps to the output space. Conventions:
+scale at CLS are frozen, so every piece maps to the output space. Conventions (``lens.vit``):
 
 - ``centred`` (default): ``c ↦ (γ_post ⊙ centre(c) / σ_post) · P``; ``β_post · P`` is its own bias
   piece. A piece's value depends on that piece alone; pieces sum to the embedding.
@@ -18,9 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from neuronattack.lens.traced_pass import Trace, trace
-from neuronattack.lens.vit import centre, head_maps, layer_norm_params
-
-CONVENTIONS = ("centred", "reference")
+from neuronattack.lens.vit import centre, check_convention, head_maps, layer_norm_params
 
 
 @dataclass(frozen=True)
@@ -39,11 +37,6 @@ class FirstOrderPieces:
         Returns ``[batch, out_dim]``.
         """
         return self.embed + self.mlps.sum(1) + self.attn.sum((1, 2, 3)) + self.bias
-
-
-def check_convention(convention: str) -> None:
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention must be one of {CONVENTIONS}, not {convention!r}")
 
 
 def first_order_pieces(

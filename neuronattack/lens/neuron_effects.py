@@ -19,9 +19,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from neuronattack.lens.first_order import check_convention
 from neuronattack.lens.traced_pass import Trace, trace
-from neuronattack.lens.vit import centre, head_maps, layer_norm_params, neuron_writes
+from neuronattack.lens.vit import (
+    centre,
+    check_convention,
+    head_maps,
+    layer_norm_params,
+    neuron_writes,
+)
 
 REFERENCE_COEFFICIENT = 100.0  # the papers' code reports effects in percent of ‖rep‖
 

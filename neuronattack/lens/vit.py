@@ -14,6 +14,19 @@ from torch import Tensor, nn
 
 from neuronattack.errors import NeuronAttackError
 
+# How ln_post's bias and mean, which belong to no single piece, are attributed (method.md §1);
+# the maps below and every effect basis are built for one of them:
+# - ``centred``: β_post·P is a piece of its own and each piece is centred, so a piece's value
+#   depends on that piece alone, and the pieces sum to the embedding;
+# - ``reference`` (the papers' code): mean and bias are shared equally over the pieces, and
+#   everything is divided by ‖rep‖.
+CONVENTIONS = ("centred", "reference")
+
+
+def check_convention(convention: str) -> None:
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, not {convention!r}")
+
 
 @dataclass(frozen=True)
 class LayerNormParams:

@@ -313,9 +313,9 @@ def run_segment(clip, data: Path, classes_spec: str | None = None, atlas_dir: Pa
         write_toy_masks(data, toy_scenes)
     class_names = resolve_classes(clip, scan_mask_folder(data), classes_spec)
     atlas = Atlas.load(atlas_dir) if atlas_dir is not None else None
-    if atlas is not None and atlas.meta.get("model") != clip.spec:
-        raise NeuronAttackError(f"The atlas in {atlas_dir} was built for "
-                                f"{atlas.meta.get('model')}, not {clip.spec}.")
+    if atlas is not None and atlas.model != clip.spec:
+        raise NeuronAttackError(f"The atlas in {atlas_dir} was built for {atlas.model}, not "
+                                f"{clip.spec}.")
     rows = class_embeddings(clip, class_names, judge_templates(clip))
     result = evaluate_folder(clip, data, class_names, rows, atlas, neurons, batch_size,
                              show_progress)

@@ -117,7 +117,7 @@ def run_shares(run_dir: Path, clip_spec: str = "toy") -> dict:
     drawn without the word).
     """
     from neuronattack.attack.explain import flip_words
-    from neuronattack.attack.run import read_records, top1_success
+    from neuronattack.attack.records import RESULTS, read_records
     from neuronattack.maps.why import why_maps
     from neuronattack.models.clip import load_clip
     from neuronattack.models.zeroshot import class_embeddings, judge_templates
@@ -125,7 +125,7 @@ def run_shares(run_dir: Path, clip_spec: str = "toy") -> dict:
     from neuronattack.toy.world import CLASSES
 
     run_dir = Path(run_dir)
-    folders = sorted(p.parent for p in run_dir.glob("attacks/*/results.jsonl")) or [run_dir]
+    folders = sorted(p.parent for p in run_dir.glob(f"attacks/*/{RESULTS}")) or [run_dir]
     clip = load_clip(clip_spec)
     names = list(CLASSES)
     rows = class_embeddings(clip, names, judge_templates(clip))
@@ -133,40 +133,38 @@ def run_shares(run_dir: Path, clip_spec: str = "toy") -> dict:
     pairs = {}
     for folder in folders:
         # Valid images only: an invalid one may draw the target, which then takes the pull.
-        records = [r for r in read_records(folder / "results.jsonl")
-                   if r.get("image") and r["valid"]]
+        records = [r for r in read_records(folder / RESULTS) if r.image and r.valid]
         if not records:
             continue
-        source, target = records[0]["source"], records[0]["target"]
+        source, target = records[0].source, records[0].target
         cue = next((c for c in CUES if c.cls == target), None)
         flips = flip_words(folder)
-        drawn = renderer.render_with_layouts([r["prompt"] for r in records],
-                                             [r["seed"] for r in records])
+        drawn = renderer.render_with_layouts([r.prompt for r in records],
+                                             [r.seed for r in records])
         embeddings = rows[names.index(source)], rows[names.index(target)]
         maps = why_maps(clip, [image for image, _ in drawn], *embeddings).values.cpu()
         # The same image drawn without its flip word: what that word's absence changed, patch by
         # patch (the toy renderer redraws the same scene minus the word).
-        flipped = {r["id"]: flips[r["id"]] for r in records
-                   if top1_success(r) and r["id"] in flips}
+        flipped = {r.id: flips[r.id] for r in records if r.top1_success and r.id in flips}
         changes = {}
         if flipped:
-            seeds = {r["id"]: r["seed"] for r in records}
+            seeds = {r.id: r.seed for r in records}
             without = renderer.render([f["prompt"] for f in flipped.values()],
                                       [seeds[key] for key in flipped])
             changes = dict(zip(flipped, why_maps(clip, without, *embeddings).values.cpu(),
                                strict=True))
         per_image = []
         for record, (_, layout), values in zip(records, drawn, maps, strict=True):
-            flip = flipped.get(record["id"])
-            glyph = renderer.parse(record["prompt"]).scene.sign
+            flip = flipped.get(record.id)
+            glyph = renderer.parse(record.prompt).scene.sign
             region = word_region(layout, flip["word"], glyph) if flip else None
             per_image.append({
-                "id": record["id"], "arm": record["arm"], "success": top1_success(record),
+                "id": record.id, "arm": record.arm, "success": record.top1_success,
                 "flip_word": flip["word"] if flip else None,
                 **region_shares(values, {"cue": cue_region(layout, cue, glyph) if cue else None,
                                          "source": class_region(layout, source),
                                          "sign": layout.sign_mask, "flip": region}),
-                **({"flip-change": region_shares(values - changes[record["id"]],
+                **({"flip-change": region_shares(values - changes[record.id],
                                                  {"flip-change": region})["flip-change"]}
                    if flip else {}),
             })

@@ -13,26 +13,16 @@ from pathlib import Path
 from PIL import Image
 from torch import Tensor
 
+from neuronattack.attack.run import why_map_path
 from neuronattack.maps.heatmap import patch_maps
 from neuronattack.maps.overlay import model_view, overlay, save_map_png
 from neuronattack.maps.patches import PatchMap
-from neuronattack.models.clip import LoadedClip
+from neuronattack.models.loaded import LoadedClip
 
-WHY_SUFFIX = "-why.png"
 WHY_DISPLAY = 128  # small: it sits beside the image in galleries
 # Images per traced pass: every layer × token × head piece is held at once (ViT-L-14: ~0.6 GB
 # per image), so a render batch is explained a few images at a time.
 WHY_BATCH = 4
-
-
-def why_map_path(image_path: str | Path) -> Path:
-    """Where an image's why-map lives: next to it, ``NAME-why.png``."""
-    path = Path(image_path)
-    return path.with_name(path.stem + WHY_SUFFIX)
-
-
-def is_why_map(path: str | Path) -> bool:
-    return Path(path).name.endswith(WHY_SUFFIX)
 
 
 def why_maps(clip: LoadedClip, images: Sequence[Image.Image], source_embedding: Tensor,

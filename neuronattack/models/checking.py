@@ -42,7 +42,10 @@ def image_kind(has_text: bool, distractors: Sequence[str]) -> str:
 class Checker(Protocol):
     """Validity and kind of attack images; ``source``/``target`` index the attack's class set."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """Recorded with every verdict and in the attack's meta.json."""
+        ...
 
     def check(self, images: Sequence[Image.Image], prompts: Sequence[str], source: int,
               target: int, seeds: Sequence[int] | None = None) -> list[Verdict]: ...

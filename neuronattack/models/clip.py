@@ -9,7 +9,6 @@ download fails in milliseconds instead of after huggingface_hub's retries.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import logging
 import os
@@ -30,13 +29,21 @@ from open_clip.transformer import VisionTransformer
 from safetensors.torch import load_file
 
 from neuronattack.errors import NeuronAttackError
-from neuronattack.models.hub import first_line, is_offline
+from neuronattack.models.hub import (
+    HF_HUB_PREFIX,
+    LOCAL_DIR_PREFIX,
+    absolute_path,
+    close_matches,
+    first_line,
+    fresh_rng,
+    is_offline,
+)
 from neuronattack.models.loaded import LoadedClip
+from neuronattack.models.plugins import clip_plugin
+from neuronattack.validation import parser_refusal
 
 RANDOM_PREFIX = "random:"
-HF_HUB_PREFIX = "hf-hub:"
 TRANSFORMERS_PREFIX = "hf:"  # a transformers CLIPModel: hub repo id or folder (models/hf_clip.py)
-LOCAL_DIR_PREFIX = "local-dir:"
 CONFIG_NAME = "open_clip_config.json"
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 
@@ -72,7 +79,8 @@ def load_clip(spec: str, device: str | torch.device = "cpu", seed: int = 0) -> L
 
     Spec forms, in the order they are recognised:
 
-    - ``toy`` (or ``toy:/path/weights.safetensors``): the small CLIP trained on the toy world and
+    - ``NAME`` or ``NAME:REST`` where NAME is an installed plug-in's (``models.plugins``), such as
+      ``toy`` (or ``toy:/path/weights.safetensors``): the small CLIP trained on the toy world and
       shipped in the package (``neuronattack.toy``).
     - ``random:ARCH`` or ``random:ARCH@SEED``: random weights with every LayerNorm scale and every
       bias perturbed, so tests exercise the scale and bias terms a fresh init leaves at 1 and 0.
@@ -90,10 +98,9 @@ def load_clip(spec: str, device: str | torch.device = "cpu", seed: int = 0) -> L
     Building happens under a private torch RNG seeded with ``seed``, so the same spec gives the
     same model and the caller's global RNG is left as it was.
     """
-    if spec == "toy" or spec.startswith("toy:"):
-        from neuronattack.toy.model import load_toy_clip
-
-        return load_toy_clip(spec.removeprefix("toy").removeprefix(":") or None, device=device)
+    plugin = clip_plugin(spec)
+    if plugin is not None:
+        return plugin.load_clip(spec.partition(":")[2] or None, device)
     source = _parse_spec(spec, seed)
     if source.kind == "transformers":
         from neuronattack.models.hf_clip import load_transformers_clip
@@ -117,6 +124,14 @@ def load_clip(spec: str, device: str | torch.device = "cpu", seed: int = 0) -> L
         spec=source.spec,
         arch=tokenizer_name,
     )
+
+
+def clip_spec_problem(value: object) -> str | None:
+    """What is wrong with a CLIP spec, found by the loader's own parser without loading anything
+    (a plug-in's spec is its loader's business); None when nothing is."""
+    if isinstance(value, str) and clip_plugin(value) is not None:
+        return None
+    return parser_refusal(lambda spec: _parse_spec(spec, 0), value)
 
 
 # Tensors up to this size enter a weights fingerprint: every LayerNorm, bias and positional table,
@@ -211,7 +226,7 @@ def _parse_hub(repo_id: str) -> _Source:
 def _parse_transformers(location: str) -> _Source:
     """``hf:X``: X is a folder if one exists there, else a hub repo id."""
     if Path(location).expanduser().is_dir():
-        folder = str(_absolute(location))
+        folder = str(absolute_path(location))
         return _Source("transformers", f"{TRANSFORMERS_PREFIX}{folder}", location=folder)
     if not location.strip("/"):
         raise NeuronAttackError("The spec 'hf:' names no repo; write it as 'hf:org/name'.")
@@ -219,7 +234,7 @@ def _parse_transformers(location: str) -> _Source:
 
 
 def _parse_dir(path_text: str) -> _Source:
-    folder = _absolute(path_text)
+    folder = absolute_path(path_text)
     if (folder / "config.json").is_file() and not (folder / CONFIG_NAME).is_file():
         return _parse_transformers(str(folder))
     if not folder.is_dir():
@@ -236,7 +251,7 @@ def _parse_dir(path_text: str) -> _Source:
 
 
 def _parse_file(arch: str, path_text: str) -> _Source:
-    path = _absolute(path_text)
+    path = absolute_path(path_text)
     if not path.is_file():
         raise NeuronAttackError(
             f"The checkpoint file {path} does not exist; check the path in '{arch}:{path_text}'."
@@ -265,12 +280,12 @@ def _bare_name_error(text: str) -> NeuronAttackError:
         )
     if Path(text).expanduser().is_file():
         return NeuronAttackError(
-            f"The file {_absolute(text)} is a bare checkpoint; name its architecture as in "
+            f"The file {absolute_path(text)} is a bare checkpoint; name its architecture as in "
             f"'ViT-B-32:{text}'."
         )
     if os.sep in text or "/" in text:
         return NeuronAttackError(
-            f"The model folder {_absolute(text)} does not exist; give a folder holding "
+            f"The model folder {absolute_path(text)} does not exist; give a folder holding "
             f"{CONFIG_NAME} and the weights, or a spec such as 'ViT-B-32:openai'."
         )
     return _unknown_arch_error(text)
@@ -288,7 +303,7 @@ def _known_arch(text: str) -> str:
 
 
 def _unknown_arch_error(text: str) -> NeuronAttackError:
-    close = _close_matches(text.strip().replace("/", "-"), open_clip.list_models())
+    close = close_matches(text.strip().replace("/", "-"), open_clip.list_models())
     hint = f"did you mean {', '.join(close)}?" if close else "see open_clip.list_models()."
     return NeuronAttackError(f"Unknown CLIP architecture '{text}'; {hint}")
 
@@ -300,27 +315,15 @@ def _unknown_tag_message(arch: str, tag: str) -> str:
             f"open_clip has no pretrained weights for {arch}; use 'random:{arch}' or a checkpoint "
             f"file as '{arch}:/path/to/weights'."
         )
-    close = _close_matches(tag, tags) or tags[:5]
+    close = close_matches(tag, tags) or tags[:5]
     return (
         f"Unknown pretrained tag '{tag}' for {arch}; did you mean "
         f"{', '.join(f'{arch}:{t}' for t in close)}?"
     )
 
 
-def _close_matches(word: str, choices: list[str]) -> list[str]:
-    """Up to three choices near ``word``, ignoring case (users type ``vit-b-32``)."""
-    by_lower = {choice.lower(): choice for choice in choices}
-    matches = difflib.get_close_matches(word.lower(), list(by_lower), n=3, cutoff=0.6)
-    return [by_lower[match] for match in matches]
-
-
 def _looks_like_path(text: str) -> bool:
     return "/" in text or os.sep in text or text.lower().endswith(CHECKPOINT_SUFFIXES)
-
-
-def _absolute(path_text: str) -> Path:
-    """Absolute without resolving symlinks, so the spec keeps the path the user chose."""
-    return Path(os.path.abspath(os.path.expanduser(path_text)))
 
 
 def _open_clip_name(source: _Source) -> str:
@@ -338,9 +341,9 @@ def _fetch_checkpoint(source: _Source) -> Path:
     if source.kind == "dir":
         return _checkpoint_in_dir(Path(source.location))
     if source.kind == "hub":
-        return _hub_file(source.location, _STANDARD_WEIGHT_NAMES, source)
+        return hub_file(source.location, _STANDARD_WEIGHT_NAMES, source)
     repo_id, filenames = _tag_hub_location(source.arch, source.location)
-    return _hub_file(repo_id, filenames, source)
+    return hub_file(repo_id, filenames, source)
 
 
 def _tag_hub_location(arch: str, tag: str) -> tuple[str, tuple[str, ...]]:
@@ -358,7 +361,7 @@ def _tag_hub_location(arch: str, tag: str) -> tuple[str, tuple[str, ...]]:
     return repo_id, (filename,)
 
 
-def _hub_file(repo_id: str, filenames: tuple[str, ...], source: _Source) -> Path:
+def hub_file(repo_id: str, filenames: tuple[str, ...], source: _Source) -> Path:
     """The first of ``filenames`` in a hub repo, from the local cache if it is there.
 
     The cache is tried before the network so a pre-populated cache works with no connection at
@@ -436,7 +439,7 @@ def _build(source: _Source) -> tuple[torch.nn.Module, Callable[..., torch.Tensor
     else:
         name = source.arch
     try:
-        with _fresh_rng(source.seed), _quiet_open_clip_logs():
+        with fresh_rng(source.seed), _quiet_open_clip_logs():
             model, _, preprocess = open_clip.create_model_and_transforms(
                 name, device="cpu", precision="fp32", **kwargs
             )
@@ -450,15 +453,7 @@ def _build(source: _Source) -> tuple[torch.nn.Module, Callable[..., torch.Tensor
 
 def _cached_config_dir(source: _Source) -> str:
     """The cache snapshot folder holding a hub repo's config, which open_clip reads as a folder."""
-    return str(_hub_file(source.location, (CONFIG_NAME,), source).parent)
-
-
-@contextmanager
-def _fresh_rng(seed: int) -> Iterator[None]:
-    """Seed the CPU RNG for open_clip's initialisers without disturbing the caller's RNG."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
+    return str(hub_file(source.location, (CONFIG_NAME,), source).parent)
 
 
 @contextmanager
@@ -509,7 +504,7 @@ def _perturb_scales_and_biases(model: torch.nn.Module, seed: int) -> None:
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The weights in a checkpoint file, unwrapped from open_clip's training-checkpoint layout."""
-    loaded = _read_tensors(path)
+    loaded = read_tensors(path)
     if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
         loaded = loaded["state_dict"]  # open_clip's training checkpoints wrap the weights
     if not isinstance(loaded, dict) or not loaded:
@@ -522,7 +517,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return loaded
 
 
-def _read_tensors(path: Path) -> object:
+def read_tensors(path: Path) -> object:
     """A checkpoint's contents, never unpickling anything but tensors and plain containers.
 
     open_clip's own loader retries ``torch.load`` without ``weights_only`` when it sees a

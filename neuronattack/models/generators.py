@@ -31,14 +31,17 @@ from open_clip.tokenizer import bytes_to_unicode, default_bpe
 from PIL import Image
 
 from neuronattack.errors import NeuronAttackError
-from neuronattack.models.clip import (
+from neuronattack.models.hub import (
     HF_HUB_PREFIX,
     LOCAL_DIR_PREFIX,
-    _absolute,
-    _close_matches,
-    _fresh_rng,
+    absolute_path,
+    close_matches,
+    first_line,
+    fresh_rng,
+    resolve_device,
 )
-from neuronattack.models.hub import first_line, resolve_device
+from neuronattack.models.plugins import find_plugin
+from neuronattack.validation import parser_refusal
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline, StableDiffusionPipeline
@@ -74,7 +77,11 @@ class Generator(Protocol):
     """What the attack loop needs from an image generator (diffusers or the toy renderer)."""
 
     name: str
-    settings: dict
+
+    @property
+    def settings(self) -> dict:
+        """What changes its images beside the prompts and seeds; recorded with every image."""
+        ...
 
     def render(
         self, prompts: Sequence[str], seeds: Sequence[int], negative_prompt: str | None = None
@@ -304,11 +311,13 @@ def load_generator(
     guidance: float | None = None,
     size: int | tuple[int, int] | None = None,
     batch_size: int | None = None,
-) -> DiffusersGenerator:
+) -> Generator:
     """The generator a spec names, on ``device``; raise NeuronAttackError for anything fixable.
 
     Spec forms, in the order they are recognised:
 
+    - an installed plug-in's name (``models.plugins``), such as ``toy``, the toy world's renderer:
+      its own generator, which keeps its own settings (the options below are for diffusers);
     - a preset name (see :data:`PRESETS`): ``sd-turbo``, ``sdxl-turbo``, ``sd15``, ``flux-schnell``,
       or ``tiny`` (random weights, no download; for tests and offline trials only);
     - ``local-dir:/path`` or an existing folder: a diffusers pipeline folder (``model_index.json``);
@@ -321,6 +330,9 @@ def load_generator(
     repos that are no preset start from 25 steps, guidance 7.5 and their native size.
     Remote code is never run (no ``trust_remote_code``).
     """
+    plugin = find_plugin(spec)
+    if plugin is not None and plugin.make_generator is not None:
+        return plugin.make_generator(device)
     source = _parse_spec(spec)
     preset = PRESETS[source.preset] if source.preset else _OTHER_REPOS
     checked_size = _checked_size(steps, guidance, size, batch_size)
@@ -351,6 +363,15 @@ def load_generator(
         safety_checker=safety,
         meaningless=source.kind == "tiny",
     )
+
+
+def generator_spec_problem(value: object) -> str | None:
+    """What is wrong with a generator spec, found by :func:`load_generator`'s own parser (presets
+    with typo hints, hub ids, pipeline folders) without loading anything; None when nothing is."""
+    plugin = find_plugin(value) if isinstance(value, str) else None
+    if plugin is not None and plugin.make_generator is not None:
+        return None
+    return parser_refusal(_parse_spec, value)
 
 
 def retry_seed(seed: int) -> int:
@@ -423,7 +444,7 @@ def build_tiny_pipeline(seed: int = _TINY_SEED) -> StableDiffusionPipeline:
 
     tokenizer = clip_tokenizer()
     width = 32
-    with _fresh_rng(seed):
+    with fresh_rng(seed):
         unet = UNet2DConditionModel(
             sample_size=32,
             block_out_channels=(32, 64),
@@ -536,10 +557,10 @@ def _parse_spec(spec: str) -> _Source:
         return _hub_source(text, text)
     if "/" in text or os.sep in text:
         raise NeuronAttackError(
-            f"The pipeline folder {_absolute(text)} does not exist; give a folder written by "
+            f"The pipeline folder {absolute_path(text)} does not exist; give a folder written by "
             "a diffusers pipeline's save_pretrained(), a hub repo id or a preset."
         )
-    close = _close_matches(text, list(PRESETS))
+    close = close_matches(text, list(PRESETS))
     hint = f"did you mean {', '.join(close)}?" if close else f"presets: {', '.join(PRESETS)}."
     raise NeuronAttackError(f"Unknown generator '{text}'; {hint}")
 
@@ -561,7 +582,7 @@ def _hub_source(repo_id: str, name: str) -> _Source:
 
 
 def _dir_source(path_text: str) -> _Source:
-    folder = _absolute(path_text)
+    folder = absolute_path(path_text)
     if not folder.is_dir():
         raise NeuronAttackError(
             f"The pipeline folder {folder} does not exist; give a folder written by a diffusers "

@@ -35,7 +35,8 @@ from torch import Tensor
 from torchvision.transforms import InterpolationMode, Resize
 
 from neuronattack.errors import NeuronAttackError
-from neuronattack.models.clip import LoadedClip, _hub_file, _read_tensors
+from neuronattack.models.clip import hub_file, read_tensors
+from neuronattack.models.loaded import LoadedClip
 
 TRANSFORMERS_CONFIG = "config.json"
 PREPROCESSOR_CONFIG = "preprocessor_config.json"
@@ -256,7 +257,7 @@ def load_transformers_clip(source, device: str | torch.device = "cpu") -> Loaded
     config_path, weights_path, preprocessor_path = _locate_files(source)
     config = _read_json_file(config_path)
     open_clip_config(config, source.spec)  # refuse unsupported models before reading weights
-    model, tokenizer = build_from_transformers(config, _read_tensors(weights_path), source.spec)
+    model, tokenizer = build_from_transformers(config, read_tensors(weights_path), source.spec)
     preprocessor = _read_json_file(preprocessor_path) if preprocessor_path else None
     preprocess = preprocess_from_config(preprocessor, model.visual.image_size[0])
     return LoadedClip(model=model.to(device), preprocess=preprocess, tokenizer=tokenizer,
@@ -277,13 +278,13 @@ def _locate_files(source) -> tuple[Path, Path, Path | None]:
         preprocessor = folder / PREPROCESSOR_CONFIG
         found = preprocessor if preprocessor.is_file() else None
         return folder / TRANSFORMERS_CONFIG, weights, found
-    config = _hub_file(source.location, (TRANSFORMERS_CONFIG,), source)
-    weights = _hub_file(source.location, WEIGHT_NAMES, source)
+    config = hub_file(source.location, (TRANSFORMERS_CONFIG,), source)
+    weights = hub_file(source.location, WEIGHT_NAMES, source)
     # The processor config is optional: a snapshot downloaded without it gets OpenAI's defaults.
     preprocessor = config.parent / PREPROCESSOR_CONFIG
     if not preprocessor.is_file():
         try:
-            preprocessor = _hub_file(source.location, (PREPROCESSOR_CONFIG,), source)
+            preprocessor = hub_file(source.location, (PREPROCESSOR_CONFIG,), source)
         except NeuronAttackError:
             preprocessor = None
     return config, weights, preprocessor

@@ -39,9 +39,9 @@ from neuronattack.artifacts import (
 )
 from neuronattack.errors import NeuronAttackError
 from neuronattack.imagesets import ImageSet, iter_batches
-from neuronattack.lens.first_order import check_convention
 from neuronattack.lens.neuron_effects import effect_basis, effect_coords
 from neuronattack.lens.traced_pass import trace
+from neuronattack.lens.vit import check_convention
 from neuronattack.models.clip import weights_fingerprint
 from neuronattack.neurons.directions import RankOneDirections, RankOneFitter
 from neuronattack.neurons.sharding import UNSHARDED, Shard, TreeSum
@@ -124,10 +124,6 @@ def _identity(clip, image_set: ImageSet, settings: AnalysisSettings) -> dict:
         "image_set": {"fingerprint": image_set.fingerprint(), "images": len(image_set)},
         "settings": asdict(settings),
     }
-
-
-def _same_run(meta: dict, identity: dict) -> bool:
-    return not _differences(meta, identity)
 
 
 def _differences(meta: dict, identity: dict) -> list[str]:

@@ -275,6 +275,28 @@ class Atlas:
         return self.atlas_meta["words"]
 
     @property
+    def model(self) -> str | None:
+        """The spec of the CLIP the neurons were analysed in."""
+        return self.meta.get("model")
+
+    @property
+    def vision_fingerprint(self) -> str | None:
+        """The vision weights the atlas was built on; None for atlases from before
+        fingerprints."""
+        return self.meta.get("vision_fingerprint")
+
+    @property
+    def convention(self) -> str | None:
+        """The analysis' convention: ``centred`` (mean effects in embedding units) or
+        ``reference``."""
+        return self.meta.get("settings", {}).get("convention")
+
+    @property
+    def images_used(self) -> int | None:
+        """How many images the analysis averaged over (None for an unfinished one)."""
+        return self.meta.get("images_used")
+
+    @property
     def layers(self) -> list[int]:
         return sorted(self.directions)
 
@@ -287,7 +309,7 @@ class Atlas:
         """
         from neuronattack.models.clip import weights_fingerprint
 
-        built_on, spec = self.meta.get("vision_fingerprint"), self.meta.get("model")
+        built_on, spec = self.vision_fingerprint, self.model
         if built_on is None:
             if spec != clip.spec:
                 raise NeuronAttackError(f"The atlas in {self.root} was built for {spec}, not "

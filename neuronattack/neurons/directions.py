@@ -244,12 +244,3 @@ def _fit_rows(coefficients: Tensor, bases: Tensor) -> tuple[Tensor, Tensor, Tens
     energy = (singular**2).sum(1)
     return first, singular[:, 0], singular[:, 0] ** 2 / energy.clamp_min(1e-300)
 
-
-def fit_directions_in_memory(
-    basis: EffectBasis, coords: Tensor, shared: Tensor, top_k: int = 100
-) -> RankOneDirections:
-    """Both passes over coordinates already in memory (a small set; tests, notebooks)."""
-    fitter = RankOneFitter(basis, top_k)
-    fitter.add_to_mean(coords, shared)
-    fitter.add_to_top_k(coords, shared, torch.arange(coords.shape[0]))
-    return fitter.result()

@@ -51,8 +51,8 @@ def atlas_card(atlas: Atlas, file_hashes: dict[str, str], description: str | Non
                            f"'{atlas.image_root.name}'" if atlas.image_root else "not described")
     return {
         "schema": CARD_SCHEMA,
-        "model": meta.get("model"),
-        "vision_fingerprint": meta.get("vision_fingerprint"),
+        "model": atlas.model,
+        "vision_fingerprint": atlas.vision_fingerprint,
         "image_set": {"description": description or default_description,
                       "fingerprint": image_set.get("fingerprint"),
                       "images": image_set.get("images")},

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from neuronattack.artifacts import versions
 from neuronattack.errors import NeuronAttackError
-from neuronattack.lens.first_order import check_convention
+from neuronattack.lens.vit import check_convention
 from neuronattack.models.clip import LoadedClip, spec_slug
 from neuronattack.models.text_encoding import (  # noqa: F401  (encode_texts: this module's API too)
     cached_text_encodings,

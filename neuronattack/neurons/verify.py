@@ -85,7 +85,7 @@ def correct_counts(embeddings: dict, class_embeddings: Tensor, labels: Tensor) -
 
 def atlas_replacements(visual: nn.Module, atlas) -> dict[int, Replacement]:
     """One ``Replacement`` per block of a centred-convention ``Atlas``."""
-    if atlas.meta["settings"]["convention"] != "centred":
+    if atlas.convention != "centred":
         raise NeuronAttackError(
             "verify needs an atlas analysed in the centred convention (its mean effects are in "
             "embedding units); rerun `neuronattack analyze` without --convention reference."

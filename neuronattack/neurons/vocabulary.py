@@ -20,6 +20,7 @@ import wordfreq
 from neuronattack.errors import NeuronAttackError
 from neuronattack.models.text_encoding import word_list_hash
 from neuronattack.resources import PROFANITY_LIST
+from neuronattack.validation import parser_refusal
 
 DEFAULT_COMMON_WORDS = 30000
 
@@ -168,6 +169,14 @@ def read_word_list(path: str | Path) -> list[str]:
             "description per line."
         )
     return entries
+
+
+def vocabulary_spec_problem(value: object) -> str | None:
+    """What is wrong with a vocabulary spec (``common[:N][:clean]``, ``none`` or a readable word
+    list, which is read); None when nothing is."""
+    if value == "none":
+        return None
+    return parser_refusal(load_vocabulary, value)
 
 
 def load_vocabulary(source: str) -> Vocabulary:

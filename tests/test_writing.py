@@ -14,22 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from neuronattack.attack.writers import (
-    HFWriter,
-    Sentence,
-    TemplateWriter,
-    build_prompt,
-    contains_word,
-    indefinite_article,
-    load_templates,
-    load_writer,
-    mentions_text,
-    parse_lines,
-    post_filter,
-    word_role,
-)
 from neuronattack.errors import NeuronAttackError
 from neuronattack.resources import SENTENCE_TEMPLATES
+from neuronattack.writing import HFWriter, Sentence, TemplateWriter, load_writer
+from neuronattack.writing.inflection import indefinite_article
+from neuronattack.writing.lexicon import word_role
+from neuronattack.writing.llm import build_prompt, parse_lines
+from neuronattack.writing.matching import contains_word, mentions_text, post_filter
+from neuronattack.writing.templates import load_templates
 
 
 def words_of(text: str) -> list[str]:
