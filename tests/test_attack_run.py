@@ -200,10 +200,13 @@ def test_batches_across_arms_give_the_images_and_records_of_per_arm_batches(
     for record, expected in zip(ours, reference, strict=True):
         assert {k: v for k, v in record.items() if k not in floats} == \
             {k: v for k, v in expected.items() if k not in floats}
-        # Measured here: every pixel equal; 6 of 18 margins differ, by at most 5.3e-8, as the
-        # judge embeds a batch's images together (other kernels may round pixels differently).
-        assert np.abs(pixels(mixed, record) - pixels(alone, expected)).max() <= 1
-        assert record["margin"] == pytest.approx(expected["margin"], abs=1e-5)
+        # Measured here: 16 of 18 images have every pixel equal and margins within 4e-8, as the
+        # judge embeds a batch's images together; in 2 a pixel rounds the other way (by 1, other
+        # kernels), which moves the margin by up to 1.7e-5.
+        pixel_change = np.abs(pixels(mixed, record) - pixels(alone, expected)).max()
+        assert pixel_change <= 1
+        tolerance = 1e-6 if pixel_change == 0 else 1e-4
+        assert record["margin"] == pytest.approx(expected["margin"], abs=tolerance)
 
 
 def test_an_image_renders_the_same_alone_and_in_a_mixed_batch():

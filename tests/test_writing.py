@@ -16,9 +16,16 @@ import pytest
 
 from neuronattack.errors import NeuronAttackError
 from neuronattack.resources import SENTENCE_TEMPLATES
-from neuronattack.writing import HFWriter, Sentence, TemplateWriter, load_writer
-from neuronattack.writing.inflection import indefinite_article
-from neuronattack.writing.lexicon import word_role
+from neuronattack.writing import HFWriter, Sentence, TemplateWriter, load_writer, overrides
+from neuronattack.writing.inflection import (
+    indefinite_article,
+    inflect_article,
+    is_plural,
+    libraries_plural,
+    noun_plurals,
+    plural,
+)
+from neuronattack.writing.lexicon import _MASS_NOUNS, is_mass, library_role, word_role
 from neuronattack.writing.llm import build_prompt, parse_lines
 from neuronattack.writing.matching import contains_word, mentions_text, post_filter
 from neuronattack.writing.templates import load_templates
@@ -135,6 +142,62 @@ def test_indefinite_article_follows_the_sound():
         "an", "a", "an", "an"
     ]  # fmt: skip
     assert [indefinite_article(w) for w in ("unicorn", "user", "euro", "one-eyed")] == ["a"] * 4
+    # Spelling says little here; inflect knows the sound.
+    tricky = {"European": "a", "ukulele": "a", "uranium": "a", "Utah": "a", "heir": "an",
+              "honest cat": "an", "unintended": "an", "X-ray": "an", "ones": "a", "uni": "a"}
+    assert {w: indefinite_article(w) for w in tricky} == tricky
+
+
+def test_plurals_come_from_the_libraries_with_lexicon_spellings_first():
+    nouns = {"mouse": "mice", "sheep": "sheep", "child": "children", "fireman": "firemen",
+             "leaf": "leaves", "box": "boxes", "puppy": "puppies", "person": "people",
+             "ego": "egos", "thief": "thieves", "gentleman": "gentlemen", "epoch": "epochs",
+             "german": "germans", "norman": "normans", "golden retriever": "golden retrievers",
+             "Wolf": "Wolves"}  # fmt: skip
+    assert {noun: plural(noun) for noun in nouns} == nouns
+    # inflect alone misspells these; the lexicon's spelling is the one used.
+    assert _inflect_plural("ego") == "egoes" and _inflect_plural("thief") == "thiefs"
+
+
+def _inflect_plural(noun: str) -> str:
+    import inflect
+
+    return inflect.engine().plural_noun(noun)
+
+
+def test_is_plural_reads_the_lexicon():
+    assert all(map(is_plural, ["elephants", "mice", "glasses", "travels", "people", "leaves",
+                               "data", "golden retrievers", "iphones"]))  # fmt: skip
+    assert not any(map(is_plural, ["sheep", "news", "species", "bus", "cactus", "glass",
+                                   "golden retriever"]))  # fmt: skip
+
+
+def test_is_mass_uses_the_lexicon_and_the_kept_table():
+    assert all(map(is_mass, ["sand", "music", "water", "information", "happiness", "yoga"]))
+    assert not any(map(is_mass, ["elephant", "stone wall", "value", "cat"]))
+
+
+def test_every_override_is_still_needed():
+    """Each entry must differ from what the libraries say: one a library update makes redundant
+    fails here and leaves the table."""
+    for noun, (form, reason) in overrides.PLURALS.items():
+        assert libraries_plural(noun) != form and reason, noun
+    for word, (article, reason) in overrides.ARTICLES.items():
+        assert inflect_article(word) != article and reason, word
+    for table, role in ((overrides.VERBS_FIRST, "verb"), (overrides.ADJECTIVES_FIRST, "adjective")):
+        for word, reason in table.items():
+            assert library_role(word) != role and reason, word
+            assert word_role(word) == role, word
+    # The kept mass nouns are those lemminflect lists with a plural (else it marks them itself).
+    assert all(noun_plurals(noun) not in ((), (noun,)) for noun in _MASS_NOUNS)
+
+
+def test_forbidden_words_match_their_lexicon_plurals():
+    for word, form in [("cactus", "cacti"), ("fungus", "fungi"), ("person", "people"),
+                       ("mouse", "mice"), ("thief", "thieves"), ("goose", "geese"),
+                       ("ox", "oxen"), ("criterion", "criteria")]:  # fmt: skip
+        assert contains_word(f"a scene with {form} in it", word), (word, form)
+        assert post_filter([f"a cat beside two {form}"], "cat", {word}) == [], word
 
 
 def test_word_roles_follow_the_documented_heuristics():
@@ -146,7 +209,9 @@ def test_word_roles_follow_the_documented_heuristics():
         "city": "place", "history": "noun", "morning": "time", "building": "noun",
         "family": "noun", "the": "determiner", "because": "function", "two": "quantity",
         "under": "preposition", "they": "subject pronoun", "might": "modal",
-        "ice cream": "noun",
+        "ice cream": "noun", "forty": "quantity", "smaller": "adjective", "nuts": "noun",
+        "dance": "noun", "make": "verb", "concludes": "finite verb", "apiece": "function",
+        "incompatible": "adjective", "toronto": "noun", "painting": "gerund",
     }  # fmt: skip
     assert {word: word_role(word) for word in roles} == roles
 
@@ -204,6 +269,25 @@ def test_property_no_forbidden_word_or_plural_and_honest_words_used(writer):
             for term in TYPOGRAPHIC:
                 assert not contains_word(text, term), text
             assert not re.search(r"[\"“”]", text) and "'" not in text.replace("'s ", " "), text
+
+
+def test_vocabulary_sentences_name_the_source_and_no_forbidden_word(writer):
+    """The benchmark's words (every 100th of the 30,000 common words): real vocabulary reaches
+    the lexicon, inflect and the overrides, and the contract holds all the same."""
+    from neuronattack.neurons.vocabulary import common_english_words
+
+    vocabulary = common_english_words(30000, profanity_filter=True)[::100]
+    for trial in range(24):
+        rng = random.Random(trial)
+        words = rng.sample(vocabulary, 8)
+        forbidden = set(rng.sample(words, 2)) | DOG_FORBIDDEN
+        source = ["cat", "umbrella", "golden retriever", "owl"][trial % 4]
+        for sentence in writer.write(source, words, 4, trial, forbidden):
+            text = sentence.text
+            assert source in text, text
+            assert not any(contains_word(text, word) for word in forbidden), (forbidden, text)
+            for article, word in re.findall(r"\b([Aa]n?) ([\w-]+)", text):
+                assert article.lower() == inflect_article(word), text
 
 
 def test_sentences_use_three_to_six_words_when_they_can(writer):

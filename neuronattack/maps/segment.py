@@ -281,14 +281,16 @@ def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
 
 
 def resolve_classes(clip, pairs: Sequence[MaskedImage], classes_spec: str | None) -> list[str]:
-    """``--classes`` when given; the toy world's classes for the toy CLIP; else the classes of a
-    fully labelled folder."""
+    """``--classes`` when given; the class set of the plug-in world the CLIP comes from (the toy
+    world's for the toy CLIP); else the classes of a fully labelled folder."""
     from neuronattack.attack.setup import load_class_names
+    from neuronattack.models.plugins import clip_plugin
 
     if classes_spec is not None:
         return load_class_names(classes_spec)
-    if clip.spec == "toy" or clip.spec.startswith("toy:"):
-        return load_class_names("toy")
+    plugin = clip_plugin(clip.spec)
+    if plugin is not None and plugin.class_names is not None:
+        return plugin.class_names()
     labels = sorted({pair.label for pair in pairs if pair.label is not None})
     if len(labels) >= 2 and all(pair.label is not None for pair in pairs):
         return labels

@@ -20,13 +20,12 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import torch
-from huggingface_hub import get_hf_file_metadata, hf_hub_url
-from huggingface_hub.errors import OfflineModeIsEnabled
 from open_clip.tokenizer import bytes_to_unicode, default_bpe
 from PIL import Image
 
@@ -34,7 +33,9 @@ from neuronattack.errors import NeuronAttackError
 from neuronattack.models.hub import (
     HF_HUB_PREFIX,
     LOCAL_DIR_PREFIX,
+    HubUnavailable,
     absolute_path,
+    cached_or_downloaded,
     close_matches,
     first_line,
     fresh_rng,
@@ -632,29 +633,16 @@ def _locate(source: _Source) -> Path:
 
 
 def _hub_snapshot(source: _Source) -> Path:
-    """A hub repo's cache snapshot, downloaded if need be, or a NeuronAttackError at once.
-
-    The cache is tried first so a pre-populated cache works with no connection. Before any
-    download, one HEAD request checks that the hub answers and has the repo, so an unreachable hub
-    or a wrong repo id fails at once with our message rather than inside diffusers' download.
-    """
+    """A hub repo's cache snapshot, downloaded if need be, or a NeuronAttackError at once (the
+    cache first, then one probe of the hub: ``models.hub.cached_or_downloaded``)."""
     from diffusers import DiffusionPipeline
 
     repo_id = source.location
     try:
-        return Path(DiffusionPipeline.download(repo_id, local_files_only=True))
-    # The hub client raises many types for "not cached" (entry, repo, revision not found).
-    except Exception:
-        pass
-    try:
-        get_hf_file_metadata(hf_hub_url(repo_id, MODEL_INDEX))
-        return Path(DiffusionPipeline.download(repo_id))
-    except OfflineModeIsEnabled:
-        # Its own message says to unset HF_HUB_OFFLINE, the opposite of what is needed here.
-        reason = "HF_HUB_OFFLINE is set and the cache does not hold it"
-    # The hub client raises many types (DNS, HTTP, auth, missing repo); all mean the same here.
-    except Exception as error:
-        reason = first_line(error)
+        return cached_or_downloaded(repo_id, MODEL_INDEX,
+                                    partial(DiffusionPipeline.download, repo_id))
+    except HubUnavailable as unavailable:
+        reason = str(unavailable)
     label = f"'{repo_id}'" if source.name == repo_id else f"'{source.name}' ({repo_id})"
     raise NeuronAttackError(
         f"The pipeline for {label} could not be downloaded or found in the local Hugging Face "

@@ -111,12 +111,13 @@ def verify(
 
     from neuronattack.imagesets import iter_batches
     from neuronattack.lens.traced_pass import trace
-    from neuronattack.models.zeroshot import class_embeddings
+    from neuronattack.models.zeroshot import class_embeddings, judge_templates
     from neuronattack.progress import progress_bar
 
     visual = clip.model.visual.to(device)
     replacements = atlas_replacements(visual, atlas)
-    classes = class_embeddings(clip, class_names, show_progress=show_progress).to(device)
+    classes = class_embeddings(clip, class_names, judge_templates(clip),
+                               show_progress=show_progress).to(device)
     label_index = {label: i for i, label in enumerate(image_set.classes)}
     labels = torch.tensor([label_index[label] for label in image_set.labels])
     totals: dict = {}

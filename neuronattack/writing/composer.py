@@ -14,6 +14,7 @@ from neuronattack.writing.lexicon import (
     COLOUR,
     DETERMINER,
     DETERMINERS,
+    FINITE_VERB,
     FUNCTION,
     GERUND,
     INTENSIFIER,
@@ -25,7 +26,6 @@ from neuronattack.writing.lexicon import (
     PLACES,
     PREDICATIVE,
     PREPOSITION,
-    QUANTITIES,
     QUANTITY,
     SUBJECT_PRONOUN,
     THE_NOUNS,
@@ -36,6 +36,7 @@ from neuronattack.writing.lexicon import (
     WITH_NOUNS,
     display,
     is_mass,
+    is_quantity,
     word_role,
 )
 from neuronattack.writing.matching import contains_word, mentions_forbidden, normalised
@@ -48,6 +49,7 @@ _SEEN_VERBS = ("spotted", "found", "photographed", "saw")
 _LOOK_FRAMES = ("looking at", "facing", "next to")
 _PARTICIPLES = ("lit", "photographed", "posed")  # after an adverb: "a softly lit cat"
 _MODAL_DEFAULTS = ("be seen", "be found")
+_RELATIVES = ("that", "which")  # before a finite verb: "a cat that explores"
 _DEFAULT_ADJECTIVES = ("small", "large", "old")  # after an intensifier with nothing to intensify
 _NEAR_PREPOSITIONS = ("beside", "near", "next to")
 _PLURAL_OTHERS = "others"  # "with two others": a number with no noun to count
@@ -73,7 +75,8 @@ class _Noun:
         if self.role == NAME:
             return self.word
         if " " in self.word:
-            if self.word.split()[0].lower() in DETERMINERS | QUANTITIES | {"a", "an", "the"}:
+            first = self.word.split()[0].lower()
+            if first in DETERMINERS or first in ("a", "an", "the") or is_quantity(first):
                 return self.word
             if is_plural(self.word):
                 return self.word
@@ -238,7 +241,8 @@ class Composer:
             if framed:
                 parts.append(framed)
             else:
-                draft.nouns += [_Noun(verb) for verb in verbs]  # most verbs are nouns too
+                draft.spare += verbs  # verbs with a noun reading are nouns (lexicon.library_role)
+        self._frame_or_spare(draft, parts, draft.take(FINITE_VERB), "{frame} {words}", _RELATIVES)
         objects = draft.take(OBJECT_PRONOUN)
         self._frame_or_spare(draft, parts, objects, "{frame} {words}", _LOOK_FRAMES)
         clause: list[str] = []

@@ -1,10 +1,22 @@
-"""Roles: what a word can be in a scene, guessed from small lexicons and suffixes, and the
-lexicons the sentence composer reads (places and times with their prepositions, nouns that take
-"the", no article, "under" or "with")."""
+"""Roles: what a word can be in a scene, and the lexicons the sentence composer reads.
+
+Word classes come from lemminflect's lexicon (see :mod:`neuronattack.writing.inflection`). The
+lexicons kept here hold what it does not record: closed-class words (determiners, pronouns,
+modals, prepositions; it covers open classes only), scene semantics (colours, places and times
+with the preposition they take, frequent first and place names, things that take "the", "under"
+or "with") and countability (mass nouns: lemminflect lists "information" and "money" with
+plurals).
+"""
 
 from __future__ import annotations
 
-import re
+from neuronattack.writing.inflection import (
+    noun_plurals,
+    number_words,
+    verb_forms,
+    word_classes,
+)
+from neuronattack.writing.overrides import ADJECTIVES_FIRST, VERBS_FIRST
 
 
 def word_set(words: str) -> frozenset[str]:
@@ -30,6 +42,7 @@ MODAL = "modal"  # "a cat that might be seen"
 PREPOSITION = "preposition"  # "a cat under an elephant"
 PREDICATIVE = "predicative"  # adjectives that follow the noun: "a cat asleep"
 VERB = "verb"  # "a cat ready to travel"
+FINITE_VERB = "finite verb"  # a past or -s form: "a cat that explores"
 ADVERB = "adverb"  # "a quietly sleeping cat"
 GERUND = "gerund"  # "a sleeping cat", "a cat sleeping"
 ADJECTIVE = "adjective"
@@ -102,10 +115,8 @@ _FIRST_NAMES = word_set(
     "amelia harper ella victoria natalie diana"
 )
 DETERMINERS = word_set("the my your his her its our their this that every each another one")
-QUANTITIES = word_set(
-    "two three four five six seven eight nine ten twelve dozen hundred thousand million some "
-    "many several few these those both various numerous"
-)
+# With the number words from inflect ("two", "forty"): see is_quantity.
+_QUANTITIES = word_set("dozen some many several few these those both various numerous")
 _INTENSIFIERS = word_set("very really quite rather too so super")
 _SUBJECT_PRONOUNS = word_set("i he she we they you")
 _OBJECT_PRONOUNS = word_set("me him us them it")
@@ -122,46 +133,17 @@ _FUNCTION_WORDS = word_set(
     "except via per versus yes oh okay please there here just also still even ever never always "
     "often sometimes already almost only all any more most such same other own however therefore "
     "nevertheless nonetheless regardless meanwhile moreover otherwise whereas whether hence thus "
-    "anyway indeed perhaps maybe instead unlike"
-)
-_VERBS = word_set(
-    "make take go get see come know think look want give use find tell ask work feel try leave "
-    "call run play eat sleep swim jump fly sing dance read write walk talk sit stand win pay meet "
-    "buy sell build send fall cut drive ride climb catch throw hide fight save help learn teach "
-    "grow open close start wait watch listen speak cook wash explore hunt celebrate rest relax "
-    "travel dream smile laugh cry hug kiss paint draw chase dig carry pull push lift kick shop "
-    "visit escape survive protect collect hold pray vote invest remember forget believe love hope "
-    "wonder sail surf ski skate hike camp fish bake shout whisper breathe shine"
-)
-_ADJECTIVES = word_set(
-    "big small large little tiny huge giant tall short long wide narrow old new young ancient "
-    "modern good bad great fine nice cute pretty ugly happy sad angry calm quiet loud fast slow "
-    "quick hot cold warm cool wet dry soft hard smooth rough heavy light bright dark clean dirty "
-    "fresh rare wild tame free real fake strange weird odd fancy plain simple royal rich poor "
-    "proud brave shy wise mad crazy lazy busy empty full round square flat thin thick fat deep "
-    "high low sweet sour bitter ripe raw vast lonely lovely friendly lively elderly holy silly "
-    "deadly curly chilly woolly cuddly sparkly wooden frozen broken hidden fallen sunken woven "
-    "molten dead gentle fierce noble humble subtle elegant brilliant pleasant distant silent "
-    "vibrant radiant urgent different excellent innocent magnificent fragrant abundant"
-)
-# Words whose suffix would mislead the rules below.
-_SUFFIX_NOUNS = word_set(
-    "family lily italy july belly jelly holly rally ally bully supply reply apply assembly "
-    "butterfly dragonfly firefly monopoly fly morning evening building wedding clothing ceiling "
-    "nothing something anything everything during spring string thing king ring wing bring "
-    "sting swing ding viking pudding darling sibling duckling earring stocking painting drawing "
-    "meeting feeling hundred kindred shed"
+    "anyway indeed perhaps maybe instead unlike nothing something anything everything"
 )
 # Unique things take "the"; uncountable ones take no article.
 THE_NOUNS = word_set("sun moon sky earth world horizon universe internet equator")
+# Nouns used uncountably in scenes that lemminflect also lists with a plural ("waters",
+# "informations"); those it lists with none ("sand", "music") it marks mass itself.
 _MASS_NOUNS = word_set(
-    "water sand snow grass money music information food bread rice milk coffee tea furniture "
-    "equipment advice news luggage hair fire smoke ice gold silver wood paper rain wind fog air "
-    "love art steam mud dust oil salt sugar butter cheese meat wool cotton silk leather glass "
-    "plastic metal stone concrete traffic weather software hardware homework research evidence "
-    "knowledge jewelry jewellery garbage trash foliage grain corn wheat hay seaweed chocolate "
-    "candy energy darkness sunshine chrome steel iron marble granite brass velvet lace denim "
-    "rubber clay"
+    "advice air art brass bread butter candy cheese chocolate clay coffee corn cotton energy "
+    "equipment evidence fire fog food glass gold grain grass hair ice information iron knowledge "
+    "lace love marble meat metal milk money oil paper plastic rain rice rubber salt seaweed silk "
+    "smoke snow software stone sugar tea velvet water wheat wind wood wool"
 )
 UNDER_NOUNS = word_set(
     "sun moon cloud clouds star stars rainbow tree trees bridge umbrella lamp ceiling"
@@ -169,20 +151,14 @@ UNDER_NOUNS = word_set(
 # Patterns and surfaces belong to the object: "a cat with stripes".
 WITH_NOUNS = word_set("stripes dots spots checks patches scales feathers fur wings horns")
 
-_ADJECTIVE_SUFFIXES = ("ous", "ful", "ive", "al", "ic", "less", "able", "ible", "ish", "ese")
-# "-y" nouns the adjective rule would otherwise take: "quality", "story", "energy", "agency".
-_Y_NOUN_ENDINGS = ("ity", "ogy", "rgy", "egy", "phy", "ory", "ary", "ery", "cy")
-
-
 def word_role(word: str) -> str:
-    """The role a chosen word takes in a sentence, by light heuristics (documented here).
+    """The role a chosen word takes in a sentence.
 
     Phrases are nouns. Capitalised words are names (of places when listed). Lowercase words are
-    looked up in small lexicons (colours, places and times with their prepositions, frequent
-    first and place names, determiners, numbers, pronouns, modals, spatial prepositions,
-    common verbs and adjectives); the rest go by suffix: ``-ly`` adverbs, ``-ing`` gerunds,
-    ``-ed`` participles and ``-ous -ful -ive -al -ic -less -able -ible -ish -ese -y`` adjectives,
-    ``-ize -ify`` verbs. Everything else is a noun, which is the safe guess: a noun placed as a
+    looked up in the lexicons above (colours, places and times, frequent first and place names,
+    determiners, numbers, pronouns, modals, spatial prepositions, predicative adjectives, other
+    function words), then by lemminflect's word classes (:func:`open_class_role`). A word
+    outside its lexicon (a rare name, a brand) is a noun, the safe guess: a noun placed as a
     modifier reads as a compound ("a city cat") and an unknown word placed as a noun still parses.
     """
     if " " in word:
@@ -193,22 +169,66 @@ def word_role(word: str) -> str:
     for role, lexicon in _LEXICONS:
         if lower in lexicon:
             return role
-    if lower in _SUFFIX_NOUNS:
-        return NOUN
-    if lower.endswith("ly") and len(lower) > 4:
-        return ADVERB
-    if lower.endswith("ing") and len(lower) > 5:
-        return GERUND
-    if lower.endswith("ed") and not lower.endswith("eed") and len(lower) > 4:
-        return ADJECTIVE
-    if lower.endswith(_ADJECTIVE_SUFFIXES) and len(lower) > 4:
-        return ADJECTIVE
-    if re.search(r"[^aeiouy]y$", lower) and len(lower) > 3 and not lower.endswith(_Y_NOUN_ENDINGS):
-        return ADJECTIVE
-    if lower.endswith(("ize", "ify")) and len(lower) > 5:
-        return VERB
-    return NOUN
+    if is_quantity(lower):
+        return QUANTITY
+    return open_class_role(lower)
 
+
+def is_quantity(word: str) -> bool:
+    """Whether a word counts the noun after it: a number ("two", "forty") or "some", "many"..."""
+    lower = word.lower()
+    return lower in _QUANTITIES or lower in number_words()
+
+
+def open_class_role(word: str) -> str:
+    """The role of a lowercase content word: ``overrides.ADJECTIVES_FIRST`` and
+    ``overrides.VERBS_FIRST`` first, then lemminflect's classes (:func:`library_role`)."""
+    if word in ADJECTIVES_FIRST:
+        return ADJECTIVE
+    if word in VERBS_FIRST:
+        return VERB
+    return library_role(word)
+
+
+def library_role(word: str) -> str:
+    """The role of a lowercase content word from lemminflect's classes and verb forms alone.
+
+    In order: a verb's -ing form is a gerund ("a sleeping cat") unless it is also a countable
+    noun ("a building"); a past participle is an adjective ("a painted cat"); an adjective is an
+    adjective ("a famous cat") unless it is also a noun without an adjective ending ("an
+    external wall" but "a house", not "a house cat", which is another animal: a scene wants the
+    object); -ly adverbs are adverbs ("a quietly sleeping cat"); a verb that is no noun is a verb
+    ("ready to organize"); nouns are nouns ("a dance"); a past-tense or -s verb form that is no
+    noun is a finite verb ("a cat that explores"). Any other adverb ("apiece") has no phrase of
+    its own: like a function word, it counts only where a template says it. Outside the lexicon
+    (rare words, lowercased names) an adjective ending ("incompatible", "nordic") makes an
+    adjective, and anything else is a noun.
+    """
+    classes = word_classes(word)
+    if not classes:
+        return ADJECTIVE if word.endswith(_ADJECTIVE_ENDINGS) and len(word) > 5 else NOUN
+    forms = verb_forms(word)
+    nouns = classes.get("NOUN", ())
+    if "VBG" in forms and not (word in nouns and word not in noun_plurals(word)):
+        return GERUND
+    if "VBN" in forms:
+        return ADJECTIVE
+    if "ADJ" in classes and (not nouns or word.endswith(_ADJECTIVE_ENDINGS)):
+        return ADJECTIVE
+    if "ADV" in classes and word.endswith("ly"):
+        return ADVERB
+    if "VERB" in classes and word in classes["VERB"] and not nouns:
+        return VERB
+    if nouns:
+        return NOUN
+    if forms & {"VBZ", "VBD"}:
+        return FINITE_VERB
+    return FUNCTION
+
+
+# Adjective endings: they decide for words lemminflect lists as adjective and noun ("external",
+# "detective") and for words outside its lexicon ("incompatible"), where names rarely have them.
+_ADJECTIVE_ENDINGS = ("ous", "ful", "ive", "al", "ic", "less", "able", "ible", "ish", "ese")
 
 # First match wins: "orange" is a colour before a noun, "spring" a season before anything else.
 _LEXICONS: tuple[tuple[str, frozenset[str]], ...] = (
@@ -217,7 +237,6 @@ _LEXICONS: tuple[tuple[str, frozenset[str]], ...] = (
     (PLACE, frozenset(PLACES) | _PLACE_NAMES),
     (NAME, _FIRST_NAMES),
     (DETERMINER, DETERMINERS),
-    (QUANTITY, QUANTITIES),
     (INTENSIFIER, _INTENSIFIERS),
     (SUBJECT_PRONOUN, _SUBJECT_PRONOUNS),
     (OBJECT_PRONOUN, _OBJECT_PRONOUNS),
@@ -225,15 +244,19 @@ _LEXICONS: tuple[tuple[str, frozenset[str]], ...] = (
     (PREPOSITION, _PREPOSITIONS),
     (PREDICATIVE, _PREDICATIVES),
     (FUNCTION, _FUNCTION_WORDS),
-    (VERB, _VERBS),
-    (ADJECTIVE, _ADJECTIVES),
 )
 
 
 def is_mass(word: str) -> bool:
-    """Whether a noun is uncountable ("water", "happiness"): it takes no article and no number."""
+    """Whether a noun is uncountable ("water", "happiness", "sand"): it takes no article and no
+    number. lemminflect's lexicon marks a noun uncountable by listing no plural but the noun
+    itself ("sand", "yoga"; so too "sheep", which reads as well without an article)."""
     lower = word.lower()
-    return lower in _MASS_NOUNS or lower.endswith(("ness", "ism"))
+    return (
+        lower in _MASS_NOUNS
+        or lower.endswith(("ness", "ism"))
+        or noun_plurals(lower) == (lower,)
+    )
 
 
 def display(word: str, role: str) -> str:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Collection, Iterable
 from functools import lru_cache
 
-from neuronattack.writing.inflection import plural
+from neuronattack.writing.inflection import noun_plurals, plural
 from neuronattack.writing.lexicon import word_set
 
 # Words that ask for written text in the image. Templates may not contain them, and a line that
@@ -26,7 +26,7 @@ def _forms(word: str) -> set[str]:
     Generous on purpose (both "-s" and "-es", "-ves" for "-f"): for forbidden words a false
     match only costs a retry, while a missed plural would let the target through.
     """
-    forms = {word, plural(word), f"{word}s", f"{word}es"}
+    forms = {word, plural(word), *noun_plurals(word), f"{word}s", f"{word}es"}
     if re.search(r"[^aeiou]y$", word):
         forms.add(f"{word[:-1]}ies")
     if word.endswith("f"):
