@@ -894,12 +894,12 @@ def heads_build(clip_spec, image_dir, out_dir, last, pool_spec, n_texts, rank, n
     roles = build_head_roles(clip, image_set, out_dir, layers, pool, n_texts, rank, names_file,
                              batch_size, str(target), workers, show_progress=not as_json)
     if as_json:
-        click.echo(json.dumps({"accuracy": roles.meta["accuracy"],
+        click.echo(json.dumps({"accuracy": roles.accuracy,
                                "heads": [roles.card(h).as_dict() for h in roles.heads]},
                               indent=2))
         return
     print_head_table(roles, 3)
-    accuracy = roles.meta["accuracy"]
+    accuracy = roles.accuracy
     if accuracy:
         console.print(f"zero-shot accuracy {accuracy['baseline']:.1%}; these heads replaced by "
                       f"their texts {accuracy['text_replaced']:.1%}, mean-ablated "
@@ -911,7 +911,7 @@ def heads_build(clip_spec, image_dir, out_dir, last, pool_spec, n_texts, rank, n
 def print_head_table(roles, n_texts: int) -> None:
     from neuronattack.progress import stdout_console
 
-    table = Table(title=f"heads of {roles.meta['model']}")
+    table = Table(title=f"heads of {roles.model}")
     for header in ("head", "variance", "explained", "texts"):
         table.add_column(header, justify="left" if header == "texts" else "right")
     for head in roles.heads:
@@ -1035,7 +1035,7 @@ def debias_command(csv_path, roles_dir, heads_text, role, min_share, clip_spec, 
     target = pick_device(device)
     roles, clip = roles_and_clip(roles_dir, clip_spec, target)
     chosen = select_heads(roles, heads_text, role, min_share)
-    layers = tuple(roles.meta["settings"]["layers"]) if roles else last_layers(
+    layers = roles.layers if roles else last_layers(
         clip.model.visual, last)
     report = run_debias(clip, grouped, chosen, layers, draws, seed, batch_size, str(target),
                         show_progress=not as_json).as_dict()

@@ -281,7 +281,7 @@ def test_head_roles_artifact_round_trip(tiny_loaded, tmp_path, monkeypatch):
     assert len(card.texts) == 3 and card.variance > 0
     assert 0 < card.variance_explained <= 1 + 1e-6
     assert {text for text, _, _ in card.texts} <= set(pool.texts)
-    accuracy_ = again.meta["accuracy"]
+    accuracy_ = again.accuracy
     assert set(accuracy_) == {"baseline", "text_replaced", "mean_ablated", "classes"}
     shares = again.role_shares("colour")
     assert all(0 <= share <= 1 for share in shares.values())

@@ -81,6 +81,7 @@ def test_a_plugin_is_served_through_every_door(fake_installed, tmp_path):
     assert load_generator("fake", device="cpu").device == "cpu"
     assert make_checker("fake", None, ["sun", "moon"], "cpu", False) == ("checker", ("sun", "moon"))
     assert default_checker("fake") == "fake"
+    assert default_checker("fake:/other/weights") == "fake"  # the checker reads the drawing
     assert drawable_words(SimpleNamespace(name="fake")) == ["star"]
     assert drawable_words(SimpleNamespace(name="sd-turbo")) is None
     for problem in (clip_spec_problem("fake:anything"), generator_spec_problem("fake"),

@@ -12,7 +12,7 @@ from neuronattack.attack.run import AttackContext
 from neuronattack.attack.settings import DEFAULT_CHECKER
 from neuronattack.errors import NeuronAttackError
 from neuronattack.models.clip import LoadedClip, clip_spec_problem, load_clip
-from neuronattack.models.plugins import find_plugin, plugins_with
+from neuronattack.models.plugins import clip_plugin, find_plugin, plugins_with
 from neuronattack.models.zeroshot import (
     IMAGENET_NAMES,
     class_embeddings,
@@ -63,13 +63,14 @@ def class_set_problem(value: object) -> str | None:
 
 def default_checker(clip_spec: str) -> str:
     """A different CLIP than the attacked one, so validity is not judged by the attacker; a
-    plug-in's CLIP (spec ``NAME``) is checked by the plug-in's own checker when it has one."""
+    plug-in's CLIP (``NAME``, or ``NAME:WEIGHTS`` for other weights) is checked by the plug-in's
+    own checker when it has one: it reads what the plug-in's renderer drew, whatever the weights."""
     if clip_spec.startswith("random:"):
         arch, _, seed = clip_spec.removeprefix("random:").partition("@")
         return f"clip:random:{arch}@{int(seed or 0) + 1}"
-    plugin = find_plugin(clip_spec)
+    plugin = clip_plugin(clip_spec)
     if plugin is not None and plugin.make_checker is not None:
-        return clip_spec
+        return plugin.name
     return "clip:ViT-B-16:openai" if clip_spec.startswith("ViT-L-14") else "clip:ViT-L-14:openai"
 
 

@@ -175,6 +175,24 @@ class HeadRoles:
     def roles(self) -> list[str]:
         return self.meta["pool"]["roles"]
 
+    @property
+    def model(self) -> str:
+        """The spec of the CLIP the roles were built on."""
+        return self.meta["model"]
+
+    @property
+    def vision_fingerprint(self) -> str:
+        return self.meta["vision_fingerprint"]
+
+    @property
+    def accuracy(self) -> dict:
+        """Zero-shot accuracy plain, text-replaced and mean-ablated, as ``heads build`` measured."""
+        return self.meta["accuracy"]
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        return tuple(self.meta["settings"]["layers"])
+
     def check_head(self, head: Head) -> None:
         if head not in self.bases:
             layers = sorted({layer for layer, _ in self.heads})
@@ -326,10 +344,10 @@ def check_model(roles: HeadRoles, clip) -> None:
     """Refuse a model other than the one the roles were computed for."""
     from neuronattack.models.clip import weights_fingerprint
 
-    if roles.meta["vision_fingerprint"] != weights_fingerprint(clip.model.visual):
+    if roles.vision_fingerprint != weights_fingerprint(clip.model.visual):
         raise NeuronAttackError(
             f"The head roles in {roles.root} were computed for other weights of "
-            f"{roles.meta['model']}; rebuild them with `neuronattack heads build`."
+            f"{roles.model}; rebuild them with `neuronattack heads build`."
         )
 
 
@@ -339,7 +357,7 @@ def roles_and_clip(roles_dir: Path | None, clip_spec: str | None, device="cpu"):
     from neuronattack.models import load_clip
 
     roles = HeadRoles.load(roles_dir) if roles_dir is not None else None
-    spec = clip_spec or (roles.meta["model"] if roles else None)
+    spec = clip_spec or (roles.model if roles else None)
     if spec is None:
         raise NeuronAttackError("Name the CLIP with --clip, or pass --roles (a `neuronattack heads "
                                 "build` folder) to use its model.")

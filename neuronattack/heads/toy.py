@@ -213,7 +213,7 @@ def measure(out_dir: Path, clip_spec: str = "toy", labelled: int = 1200, per_gro
         "model": clip.spec,
         "vision_fingerprint": weights_fingerprint(clip.model.visual),
         "ablation": curve.as_dict(),
-        "textspan_accuracy": roles.meta["accuracy"],
+        "textspan_accuracy": roles.accuracy,
         "heads": [roles.card(head).as_dict() for head in roles.heads],
         "debias_background": debiased,
         "shortcut_carriers": carriers,
