@@ -65,8 +65,13 @@ def _atomic_path(path: Path):
 
 
 def write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """``text`` to ``path`` all at once: a reader never sees half a file."""
     with _atomic_path(Path(path)) as temporary:
-        temporary.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+        temporary.write_text(text, encoding="utf-8")
 
 
 def read_json(path: Path, remedy: str = RERUN, expect: type | None = None) -> Any:

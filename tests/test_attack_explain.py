@@ -10,7 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from neuronattack.attack.explain import (
+    JOURNAL,
     explain_records,
+    explain_run,
     rank_cues,
     read_cues,
     run_models,
@@ -133,6 +135,56 @@ def test_explain_command_on_an_attack_folder(toy, tmp_path, monkeypatch):
     assert printed["pairs"] == json.loads(json.dumps(expected))
     assert len((folder / "explain.jsonl").read_text().splitlines()) == 8
     assert "discovered cues" in (folder / "summary.html").read_text()
+
+
+class CountingGenerator:
+    """The toy renderer, counting its calls, interrupted (as by Ctrl-C) at call ``stop_at``."""
+
+    def __init__(self, stop_at: int | None = None):
+        self.inner, self.calls, self.stop_at = ToyGenerator(), 0, stop_at
+        self.name = self.inner.name
+
+    def render(self, prompts, seeds, negative_prompt=None):
+        self.calls += 1
+        if self.calls == self.stop_at:
+            raise KeyboardInterrupt
+        return self.inner.render(prompts, seeds, negative_prompt=negative_prompt)
+
+
+def attack_folder(path, records):
+    path.mkdir()
+    (path / "results.jsonl").write_text("".join(r.line() for r in records))
+    (path / "meta.json").write_text(json.dumps({
+        "schema": "neuronattack.attack/1", "model": "toy", "generator": {"name": "toy"},
+        "settings": {"source": "car", "target": "ship", "n": 3, "seed": 0}, "checker": "toy"}))
+    return path
+
+
+def test_an_interrupted_explain_resumes_with_the_batches_it_finished(toy, tmp_path):
+    judge, generator = toy
+    records = records_for(judge, generator)
+    whole = attack_folder(tmp_path / "whole", records)
+    explain_run(whole, CountingGenerator(), judge, show_progress=False, batch=3)
+
+    cut = attack_folder(tmp_path / "cut", records)
+    with pytest.raises(KeyboardInterrupt):  # 8 counterfactuals: batches of 3, 3 and 2
+        explain_run(cut, CountingGenerator(stop_at=2), judge, show_progress=False, batch=3)
+    assert not (cut / "explain.jsonl").exists()
+    assert len((cut / JOURNAL).read_text().splitlines()) == 2  # the header and batch 0
+    again = CountingGenerator()
+    explain_run(cut, again, judge, show_progress=False, batch=3)
+    assert again.calls == 2  # batches 1 and 2 only
+    assert (cut / "explain.jsonl").read_bytes() == (whole / "explain.jsonl").read_bytes()
+    assert read_cues(cut)["pairs"] == read_cues(whole)["pairs"]
+    assert not (cut / JOURNAL).exists()
+
+    # A journal written with other batch cuts is not taken: every batch is rendered again.
+    with pytest.raises(KeyboardInterrupt):
+        explain_run(cut, CountingGenerator(stop_at=2), judge, show_progress=False, batch=3)
+    fresh = CountingGenerator()
+    explain_run(cut, fresh, judge, show_progress=False, batch=4)
+    assert fresh.calls == 2
+    assert (cut / "explain.jsonl").read_bytes() == (whole / "explain.jsonl").read_bytes()
 
 
 def test_explain_needs_a_class_set_it_cannot_guess(tmp_path):

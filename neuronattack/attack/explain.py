@@ -17,30 +17,37 @@ image's drop mixes the word's effect with a redraw; the interval is taken over i
 own seed and layout), so that redraw noise widens it instead of hiding in it (docs/cues.md).
 
 Output in the run folder: ``cues.json`` (schema ``neuronattack.cues/1``) and ``explain.jsonl``
-(one line per counterfactual image).
+(one line per counterfactual image). While it runs, each finished batch of counterfactuals is
+appended to ``explain.jsonl.partial``; an interrupted run started again with the same records,
+generator and judge takes those batches as they are and renders only the rest. Batches are cut at
+the same places either way (a render's last bits depend on its batch-mates), so a resumed run
+writes the same files as one that was never interrupted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-from neuronattack.artifacts import versions, write_json
+from neuronattack.artifacts import versions, write_json, write_text
 from neuronattack.attack.judge import Judge
 from neuronattack.attack.records import RESULTS, AttackRecord, read_records
 from neuronattack.attack.run import write_summary
 from neuronattack.attack.stats import bootstrap_mean
 from neuronattack.errors import NeuronAttackError
 from neuronattack.models.plugins import clip_plugin, find_plugin
-from neuronattack.progress import progress_bar
+from neuronattack.progress import progress_bar, stderr_console
 
 SCHEMA = "neuronattack.cues/1"
 CUES = "cues.json"
 COUNTERFACTUALS = "explain.jsonl"
+JOURNAL = COUNTERFACTUALS + ".partial"  # finished batches of an unfinished run
+RENDER_BATCH = 64
 TOP_CUES = 3  # a planted cue counts as discovered when it is among its pair's first three
 ARTICLES = ("a", "an", "the")
 # After these, an article before the removed word governs nothing and goes with it.
@@ -75,24 +82,48 @@ def successes(records: Sequence[AttackRecord]) -> list[AttackRecord]:
     return [r for r in records if not r.failed and r.valid and r.top1_success]
 
 
-def counterfactuals(records: Sequence[AttackRecord], generator, judge: Judge, batch: int = 64,
-                    show_progress: bool = True) -> list[dict]:
-    """One row per (successful image, word): the sentence without the word, re-rendered with the
-    image's seed and judged. Rows of a word the sentence does not spell out are skipped."""
+Job = tuple[AttackRecord, str, str]  # (successful image, word removed, sentence without it)
+
+
+def counterfactual_jobs(records: Sequence[AttackRecord]) -> list[Job]:
+    """One job per (successful image, word), in record order; words the sentence does not spell
+    out are skipped."""
     jobs = []
     for record in successes(records):
         for word in record.words:
             prompt = without_word(record.prompt, word)
             if prompt != record.prompt:
                 jobs.append((record, word, prompt))
+    return jobs
+
+
+def counterfactuals(records: Sequence[AttackRecord], generator, judge: Judge,
+                    batch: int = RENDER_BATCH, show_progress: bool = True,
+                    done: dict[int, list[dict]] | None = None,
+                    on_batch: Callable[[int, list[dict]], None] | None = None) -> list[dict]:
+    """One row per (successful image, word): the sentence without the word, re-rendered with the
+    image's seed and judged.
+
+    Jobs are rendered in batches cut every ``batch`` jobs; ``done`` maps batch numbers to rows
+    already measured (taken as they are), and ``on_batch(number, rows)`` hears of each batch this
+    call renders.
+    """
+    jobs = counterfactual_jobs(records)
+    done = done or {}
     rows = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeRemainingColumn())
     with progress_bar(*columns, disable=not show_progress) as bar:
         task = bar.add_task("explaining: renders without each word", total=len(jobs))
-        for start in range(0, len(jobs), batch):
+        for number, start in enumerate(range(0, len(jobs), batch)):
             chunk = jobs[start:start + batch]
-            rows += _judge_chunk(chunk, generator, judge)
+            if number in done:
+                measured = done[number]
+            else:
+                measured = _judge_chunk(chunk, generator, judge)
+                if on_batch is not None:
+                    on_batch(number, measured)
+            rows += measured
             bar.advance(task, len(chunk))
     return rows
 
@@ -156,9 +187,12 @@ def rank_cues(rows: Sequence[dict], explained: Sequence[str], seed: int = 0) -> 
 
 
 def explain_records(records: Sequence[AttackRecord], generator, judge: Judge, seed: int = 0,
-                    show_progress: bool = True) -> tuple[dict, list[dict]]:
-    """``({pair: summary with ranked cues}, counterfactual rows)`` for a run's records."""
-    rows = counterfactuals(records, generator, judge, show_progress=show_progress)
+                    show_progress: bool = True, done: dict[int, list[dict]] | None = None,
+                    on_batch: Callable[[int, list[dict]], None] | None = None,
+                    batch: int = RENDER_BATCH) -> tuple[dict, list[dict]]:
+    """``({pair: summary with ranked cues}, counterfactual rows)`` for a run's records;
+    ``done``, ``on_batch`` and ``batch`` as in :func:`counterfactuals`."""
+    rows = counterfactuals(records, generator, judge, batch, show_progress, done, on_batch)
     pairs = {}
     for pair in dict.fromkeys(r.pair for r in records):
         mine = [r for r in records if r.pair == pair]
@@ -175,7 +209,7 @@ def explain_records(records: Sequence[AttackRecord], generator, judge: Judge, se
 
 
 def explain_run(run_dir: Path, generator, judge: Judge, arms: Sequence[str] | None = None,
-                seed: int = 0, show_progress: bool = True) -> dict:
+                seed: int = 0, show_progress: bool = True, batch: int = RENDER_BATCH) -> dict:
     """Explain an attack or campaign folder (its ``results.jsonl``); writes ``cues.json`` and
     ``explain.jsonl`` there and returns what ``cues.json`` holds. ``arms`` limits which arms'
     successes are explained (default: every arm)."""
@@ -186,16 +220,66 @@ def explain_run(run_dir: Path, generator, judge: Judge, arms: Sequence[str] | No
                                 "finished attack or campaign.")
     if arms is not None:
         records = [r for r in records if r.arm in arms]
-    pairs, rows = explain_records(records, generator, judge, seed, show_progress)
-    with open(run_dir / COUNTERFACTUALS, "w", encoding="utf-8") as handle:
-        handle.writelines(json.dumps(row) + "\n" for row in rows)
+    journal = run_dir / JOURNAL
+    header = journal_header(records, generator.name, judge.name, judge.class_names, batch)
+    done = read_journal(journal, header)
+    if done:
+        stderr_console().print(f"resuming: {len(done)} batches of counterfactuals already "
+                               f"measured in {journal}", highlight=False)
+    else:
+        write_text(journal, json.dumps(header) + "\n")
+
+    def keep(number: int, rows: list[dict]) -> None:
+        # One line per batch, flushed at once: a cut line is one batch lost, never half of one.
+        with open(journal, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"batch": number, "rows": rows}) + "\n")
+
+    pairs, rows = explain_records(records, generator, judge, seed, show_progress, done, keep,
+                                  batch)
+    write_text(run_dir / COUNTERFACTUALS, "".join(json.dumps(row) + "\n" for row in rows))
     result = {"schema": SCHEMA, "model": judge.name, "generator": generator.name,
               "arms": list(arms) if arms is not None else None, "seed": seed,
               "top": TOP_CUES, "pairs": pairs, "versions": versions()}
     write_json(run_dir / CUES, result)
     if not (run_dir / "units").is_dir():  # an attack folder: its summary shows the cues
         write_summary(run_dir, read_records(run_dir / RESULTS))
+    journal.unlink()
     return result
+
+
+def journal_header(records: Sequence[AttackRecord], generator: str, judge: str,
+                   class_names: Sequence[str], batch: int = RENDER_BATCH) -> dict:
+    """What a journal's batches were measured for: a journal of other jobs, models, classes or
+    batch cuts is not resumed from."""
+    jobs = [[record.id, word, prompt, record.seed, record.margin]
+            for record, word, prompt in counterfactual_jobs(records)]
+    return {"schema": SCHEMA, "jobs": _digest(jobs), "generator": generator, "judge": judge,
+            "classes": _digest(list(class_names)), "batch": batch}
+
+
+def _digest(value: object) -> str:
+    return hashlib.sha256(json.dumps(value).encode("utf-8")).hexdigest()[:16]
+
+
+def read_journal(path: Path, header: dict) -> dict[int, list[dict]]:
+    """The batches a journal holds, ``{batch number: rows}``; none when there is no journal or
+    it was written for another header. A cut last line (the run killed mid-write) is dropped."""
+    if not path.is_file():
+        return {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        if not lines or json.loads(lines[0]) != header:
+            return {}
+    except ValueError:
+        return {}
+    done = {}
+    for line in lines[1:]:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            break
+        done[entry["batch"]] = entry["rows"]
+    return done
 
 
 def read_cues(run_dir: Path) -> dict | None:
