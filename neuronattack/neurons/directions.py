@@ -18,6 +18,10 @@ from torch import Tensor
 from neuronattack.lens.neuron_effects import EffectBasis
 
 NEURON_CHUNK = 256  # neurons per batched SVD; bounds the [chunk, k, out_dim] rows in memory
+# Where the rank-one fits run. Each neuron's QR and SVD is of a matrix of a few dozen columns, and
+# cuSOLVER factors a batch of such matrices one at a time: on an H200 the fits of ViT-B-32's three
+# blocks took 10 s on the GPU (benchmarks/rank_one_fit.py compares the two in one run).
+FIT_DEVICE = torch.device("cpu")
 
 
 @dataclass(frozen=True)
@@ -167,13 +171,8 @@ class RankOneFitter:
         neuron_basis = self.basis.neuron_basis.double()
         shared_basis = self.basis.shared_basis.double()
         mean_effect = torch.einsum("nk,nkd->nd", mean, neuron_basis) + shared_mean @ shared_basis
-        fits = []
-        for chunk in torch.arange(len(mean), device=self.device).split(NEURON_CHUNK):
-            bases = torch.cat([neuron_basis[chunk],
-                               shared_basis.expand(len(chunk), -1, -1)], dim=1)
-            coefficients = torch.cat([self.top_coords[chunk], self.top_shared[chunk]], dim=2)
-            fits.append(_fit_rows(coefficients, bases))
-        direction, singular, explained = (torch.cat(parts) for parts in zip(*fits, strict=True))
+        coefficients = torch.cat([self.top_coords, self.top_shared], dim=2)  # [n, k, K']
+        direction, singular, explained = fit_rank_one(coefficients, neuron_basis, shared_basis)
         order = self.top_norms.argsort(dim=1, descending=True, stable=True)
         top_norms = self.top_norms.gather(1, order)
         return RankOneDirections(
@@ -218,6 +217,21 @@ def top_k_order(norms: Tensor, images: Tensor, k: int) -> Tensor:
     by_image = images.argsort(dim=1, stable=True)
     by_norm = norms.gather(1, by_image).argsort(dim=1, descending=True, stable=True)
     return by_image.gather(1, by_norm)[:, :k]
+
+
+def fit_rank_one(coefficients: Tensor, neuron_basis: Tensor, shared_basis: Tensor,
+                 device: torch.device = FIT_DEVICE) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`_fit_rows` for every neuron, in chunks of :data:`NEURON_CHUNK`, on ``device``.
+
+    coefficients ``[neurons, k, K + J]``, neuron_basis ``[neurons, K, out_dim]``, shared_basis
+    ``[J, out_dim]``; returns ``(direction [neurons, out_dim], σ₁ [neurons], explained
+    [neurons])`` on ``device``.
+    """
+    fits = []
+    for chunk in torch.arange(len(coefficients), device=coefficients.device).split(NEURON_CHUNK):
+        bases = torch.cat([neuron_basis[chunk], shared_basis.expand(len(chunk), -1, -1)], dim=1)
+        fits.append(_fit_rows(coefficients[chunk].to(device), bases.to(device)))
+    return tuple(torch.cat(parts) for parts in zip(*fits, strict=True))
 
 
 def _fit_rows(coefficients: Tensor, bases: Tensor) -> tuple[Tensor, Tensor, Tensor]:
