@@ -69,9 +69,12 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
-    """``text`` to ``path`` all at once: a reader never sees half a file."""
-    with _atomic_path(Path(path)) as temporary:
-        temporary.write_text(text, encoding="utf-8")
+    """``text`` to ``path`` all at once: a reader never sees half a file, and a crash after the
+    rename never leaves an empty one (the data is on disk before the name is)."""
+    with _atomic_path(Path(path)) as temporary, open(temporary, "w", encoding="utf-8") as stream:
+        stream.write(text)
+        stream.flush()
+        os.fsync(stream.fileno())
 
 
 def read_json(path: Path, remedy: str = RERUN, expect: type | None = None) -> Any:

@@ -36,14 +36,13 @@ from datetime import timedelta
 from pathlib import Path
 
 from neuronattack import outdir, pipeline, validation
-from neuronattack.artifacts import read_json, versions, write_json
+from neuronattack.artifacts import read_json, versions, write_json, write_text
 from neuronattack.attack.records import RESULTS, AttackRecord, read_records
 from neuronattack.attack.run import SCHEMA as ATTACK_SCHEMA
 from neuronattack.attack.run import (
     AttackContext,
     run_attacks,
     summarize,
-    write_text_atomic,
 )
 from neuronattack.campaign.config import Campaign
 from neuronattack.errors import NeuronAttackError
@@ -252,7 +251,7 @@ def start_run(campaign: Campaign, context: AttackContext, units: Sequence[Unit])
             "versions": versions(),
         })
     if not (campaign.out / CONFIG_COPY).exists():
-        write_text_atomic(campaign.out / CONFIG_COPY, read_json(path, expect=dict)["config"])
+        write_text(campaign.out / CONFIG_COPY, read_json(path, expect=dict)["config"])
 
 
 def remove_temporaries(folder: Path) -> None:
@@ -369,7 +368,7 @@ def merge_run(run_dir: Path) -> dict:
         records += [in_run(row, unit.folder) for row in rows]
     records.sort(key=lambda record: record.id)
     check_unique(records)
-    write_text_atomic(run_dir / RESULTS, "".join(record.line() for record in records))
+    write_text(run_dir / RESULTS, "".join(record.line() for record in records))
     summary = summarize_run(records, units, incomplete)
     write_json(run_dir / SUMMARY, summary)
     return summary
