@@ -300,7 +300,8 @@ def test_other_repos_start_from_sd_defaults(saved_tiny: Path) -> None:
     ("spec", "suggestion"),
     [
         ("sd-trubo", "did you mean sd-turbo"),
-        ("dalle", "presets: sd-turbo, sdxl-turbo, sd15, flux-schnell, tiny"),
+        ("dalle", "presets: sd-turbo, sdxl-turbo, sd15, flux-schnell, tiny, toy."),
+        ("toyy", "did you mean toy?"),  # plug-ins' generators are suggested too
         ("./no/such/folder", "no/such/folder does not exist"),
         ("local-dir:/no/such/folder", "/no/such/folder does not exist"),
         ("hf-hub:", "write it as 'org/name'"),

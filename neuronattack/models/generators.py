@@ -41,7 +41,7 @@ from neuronattack.models.hub import (
     fresh_rng,
     resolve_device,
 )
-from neuronattack.models.plugins import find_plugin
+from neuronattack.models.plugins import find_plugin, plugins_with
 from neuronattack.validation import parser_refusal
 
 if TYPE_CHECKING:
@@ -561,8 +561,9 @@ def _parse_spec(spec: str) -> _Source:
             f"The pipeline folder {absolute_path(text)} does not exist; give a folder written by "
             "a diffusers pipeline's save_pretrained(), a hub repo id or a preset."
         )
-    close = close_matches(text, list(PRESETS))
-    hint = f"did you mean {', '.join(close)}?" if close else f"presets: {', '.join(PRESETS)}."
+    names = [*PRESETS, *(plugin.name for plugin in plugins_with("make_generator"))]
+    close = close_matches(text, names)
+    hint = f"did you mean {', '.join(close)}?" if close else f"presets: {', '.join(names)}."
     raise NeuronAttackError(f"Unknown generator '{text}'; {hint}")
 
 
