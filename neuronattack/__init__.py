@@ -22,7 +22,7 @@ _PUBLIC = {
     "load_class_names": ("neuronattack.attack.setup", "load_class_names"),
     # neurons
     "analyze": ("neuronattack.neurons.analysis", "analyze"),
-    "AnalysisSettings": ("neuronattack.neurons.analysis", "AnalysisSettings"),
+    "AnalysisSettings": ("neuronattack.neurons.settings", "AnalysisSettings"),
     "Atlas": ("neuronattack.neurons.atlas", "Atlas"),
     # from specs to an atlas and an attack context
     "obtain_atlas": ("neuronattack.pipeline", "obtain_atlas"),

@@ -21,6 +21,14 @@ from neuronattack.attack.settings import (
     AttackSettings,
 )
 from neuronattack.errors import NeuronAttackError
+from neuronattack.neurons.settings import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_NONZEROS,
+    DEFAULT_VOCABULARY,
+    PRECISION_NAMES,
+    SOLVERS,
+    AnalysisSettings,
+)
 from neuronattack.outdir import ALLOW_FOREIGN
 from neuronattack.progress import stderr_console, stdout_console, warnings_to_console
 
@@ -101,23 +109,25 @@ def parse_blocks(words: tuple[str, ...]) -> tuple[int, ...]:
               help="Output folder; rerunning with the same folder resumes an interrupted run.")
 @click.option("--every", default=1, show_default=True, help="Use every K-th image.")
 @click.option("--limit", type=int, default=None, help="Use at most N images (after --every).")
-@click.option("--top-k", default=100, show_default=True,
+@click.option("--top-k", default=AnalysisSettings.top_k, show_default=True,
               help="Images per neuron for the rank-one fit; the k-th norm is the threshold.")
-@click.option("--convention", type=click.Choice(["centred", "reference"]), default="centred",
-              show_default=True,
+@click.option("--convention", type=click.Choice(["centred", "reference"]),
+              default=AnalysisSettings.convention, show_default=True,
               help="How LayerNorm means and biases are split: 'reference' reproduces the papers' "
                    "code number for number.")
-@click.option("--batch-size", default=32, show_default=True)
+@click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32",
-              show_default=True, help="dtype of the traced pass; statistics are always fp32/fp64.")
+@click.option("--precision", type=click.Choice(PRECISION_NAMES),
+              default=AnalysisSettings.precision, show_default=True,
+              help="dtype of the traced pass; statistics are always fp32/fp64.")
 @click.option("--workers", default=0, show_default=True, help="Image-decoding worker processes.")
-@click.option("--words", default="common:30000", show_default=True,
+@click.option("--words", default=DEFAULT_VOCABULARY, show_default=True,
               help="Vocabulary for the word decompositions: common[:N][:clean] (the N most "
                    "frequent English words), a text file with one word per line, or 'none'.")
-@click.option("--nonzeros", default=128, show_default=True, help="Words per neuron.")
-@click.option("--solver", type=click.Choice(["omp", "nn-lasso"]), default="omp",
-              show_default=True, help="Sparse coder: OMP (the paper's) or non-negative Lasso.")
+@click.option("--nonzeros", default=DEFAULT_NONZEROS, show_default=True,
+              help="Words per neuron.")
+@click.option("--solver", type=click.Choice(SOLVERS), default=SOLVERS[0], show_default=True,
+              help="Sparse coder: OMP (the paper's) or non-negative Lasso.")
 @click.option("--overwrite", is_flag=True, help="Discard an existing analysis in --out.")
 @click.option("--shard", "shard_text", default=None, metavar="I/N",
               help="Analyse shard I of N (0-based) into the same --out, e.g. one per job of a "

@@ -79,8 +79,9 @@ def analyse_into(clip: LoadedClip, images: Path, atlas_dir: Path, device: str,
     """The atlas with ``analyze``'s defaults (the three blocks before the last, 100 images per
     neuron, the 30k common words)."""
     from neuronattack.imagesets import scan_images
-    from neuronattack.neurons.analysis import AnalysisSettings, analyze, default_layers
+    from neuronattack.neurons.analysis import analyze, default_layers
     from neuronattack.neurons.atlas import ensure_atlas
+    from neuronattack.neurons.settings import AnalysisSettings
 
     blocks = len(clip.model.visual.transformer.resblocks)
     stderr_console().print(f"no atlas yet: analysing {clip.spec} over {images} into {atlas_dir}")

@@ -195,3 +195,28 @@ def test_campaign_spec_checks_are_the_loaders_own(tmp_path, monkeypatch):
         assert config.writer(bad) is not None
         with pytest.raises(NeuronAttackError, match="Unknown writer spec"):
             parse_writer_spec(bad)
+
+
+def test_analyze_options_default_to_the_analysis_settings_module():
+    """`analyze`'s options, the analysis and atlas functions and the settings module agree."""
+    from neuronattack.cli import main
+    from neuronattack.neurons import analysis, atlas
+    from neuronattack.neurons import settings as analysis_settings
+    from neuronattack.neurons.settings import AnalysisSettings
+
+    params = main.commands["analyze"].make_context(
+        "analyze", ["--images", "x", "--out", "y"]).params
+    defaults = {entry.name: entry.default for entry in fields(AnalysisSettings)
+                if entry.name != "layers"}
+    assert {name: params[name] for name in defaults} == defaults
+    assert (params["batch_size"], params["words"], params["nonzeros"], params["solver"]) == (
+        analysis_settings.DEFAULT_BATCH_SIZE, analysis_settings.DEFAULT_VOCABULARY,
+        analysis_settings.DEFAULT_NONZEROS, analysis_settings.SOLVERS[0])
+    assert inspect.signature(analysis.analyze).parameters["batch_size"].default == \
+        analysis_settings.DEFAULT_BATCH_SIZE
+    ensure = inspect.signature(atlas.ensure_atlas).parameters
+    assert (ensure["words"].default, ensure["nonzeros"].default, ensure["solver"].default) == (
+        analysis_settings.DEFAULT_VOCABULARY, analysis_settings.DEFAULT_NONZEROS,
+        analysis_settings.SOLVERS[0])
+    assert tuple(analysis.PRECISIONS) == analysis_settings.PRECISION_NAMES
+

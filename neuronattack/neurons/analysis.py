@@ -44,6 +44,7 @@ from neuronattack.lens.traced_pass import trace
 from neuronattack.lens.vit import check_convention
 from neuronattack.models.clip import weights_fingerprint
 from neuronattack.neurons.directions import RankOneDirections, RankOneFitter
+from neuronattack.neurons.settings import DEFAULT_BATCH_SIZE, PRECISION_NAMES, AnalysisSettings
 from neuronattack.neurons.sharding import UNSHARDED, Shard, TreeSum
 from neuronattack.progress import progress_bar, warn
 
@@ -53,7 +54,8 @@ IMAGES = "images.json"
 SHARDS = "shards"
 # How often a shard looks for the others' files while it waits for them to finish a pass.
 POLL_SECONDS = 0.5
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+PRECISIONS = dict(zip(PRECISION_NAMES, (torch.float32, torch.bfloat16, torch.float16),
+                      strict=True))
 PASSES = ("mean", "top-k")
 # Checkpoints after these batches of each pass too, not only every checkpoint_seconds: a run
 # killed in its first minute then loses seconds of work, not the whole pass.
@@ -61,16 +63,6 @@ EARLY_CHECKPOINTS = (1, 4, 16)
 # The files `neuronattack.neurons.atlas` builds from these directions (named here, below it).
 ATLAS_FILES = ("atlas.safetensors", "atlas.json")
 OVERWRITE = "rerun `neuronattack analyze` with --overwrite to start this analysis again"
-
-
-@dataclass(frozen=True)
-class AnalysisSettings:
-    """Everything that changes the result; a run resumes only under identical settings."""
-
-    layers: tuple[int, ...]
-    convention: str = "centred"
-    top_k: int = 100
-    precision: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -152,7 +144,8 @@ def _differences(meta: dict, identity: dict) -> list[str]:
     return found
 
 
-def check_settings(settings: AnalysisSettings, batch_size: int = 32, num_workers: int = 0) -> None:
+def check_settings(settings: AnalysisSettings, batch_size: int = DEFAULT_BATCH_SIZE,
+                   num_workers: int = 0) -> None:
     """The numbers of an analysis, refused before any model loads or pass starts."""
     validation.require_all([
         ("--top-k", settings.top_k, validation.positive_int),
@@ -184,7 +177,7 @@ def analyze(
     out_dir: Path,
     settings: AnalysisSettings,
     *,
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     device: str = "cpu",
     num_workers: int = 0,
     checkpoint_seconds: float = 60.0,

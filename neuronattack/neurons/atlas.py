@@ -34,12 +34,12 @@ from neuronattack.errors import NeuronAttackError
 from neuronattack.neurons.analysis import DIRECTIONS, IMAGES, META, load_directions
 from neuronattack.neurons.directions import RankOneDirections
 from neuronattack.neurons.omp import SparseCodes, nonnegative_lasso, omp, reconstruct
+from neuronattack.neurons.settings import DEFAULT_NONZEROS, DEFAULT_VOCABULARY, SOLVERS
 from neuronattack.neurons.text_dictionary import TextDictionary
 from neuronattack.progress import duration, progress_bar, warn
 
 SCHEMA = "neuronattack.atlas/1"
 ATLAS_TENSORS, ATLAS_META = "atlas.safetensors", "atlas.json"
-SOLVERS = ("omp", "nn-lasso")
 # announce_encoding: words timed, and the estimate above which it is said.
 ESTIMATE_SAMPLE = 64
 ESTIMATE_ABOVE_SECONDS = 60.0
@@ -82,7 +82,7 @@ class NeuronCard:
 
 
 def sparse_codes(
-    dictionary: Tensor, directions: Tensor, nonzeros: int = 128, solver: str = "omp",
+    dictionary: Tensor, directions: Tensor, nonzeros: int = DEFAULT_NONZEROS, solver: str = "omp",
     alpha: float = 1e-3, show_progress: bool = False,
 ) -> SparseCodes:
     """Decompose ``directions [neurons, out_dim]`` over ``dictionary [words, out_dim]``."""
@@ -99,8 +99,8 @@ def sparse_codes(
 
 
 def build_atlas(
-    analysis_dir: Path, dictionary: TextDictionary, nonzeros: int = 128, solver: str = "omp",
-    vocabulary_info: dict | None = None, show_progress: bool = False,
+    analysis_dir: Path, dictionary: TextDictionary, nonzeros: int = DEFAULT_NONZEROS,
+    solver: str = "omp", vocabulary_info: dict | None = None, show_progress: bool = False,
 ) -> Atlas:
     """Word decompositions for every analysed neuron of every block at once."""
     analysis_dir = Path(analysis_dir)
@@ -135,7 +135,7 @@ def build_atlas(
 
 
 def ensure_atlas(
-    analysis_dir: Path, clip, words: str = "common:30000", nonzeros: int = 128,
+    analysis_dir: Path, clip, words: str = DEFAULT_VOCABULARY, nonzeros: int = DEFAULT_NONZEROS,
     solver: str = "omp", cache_dir: Path | None = None, show_progress: bool = True,
 ) -> Atlas:
     """Build the atlas of a finished analysis unless one with the same settings is there."""

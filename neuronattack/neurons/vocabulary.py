@@ -19,10 +19,9 @@ import wordfreq
 
 from neuronattack.errors import NeuronAttackError
 from neuronattack.models.text_encoding import word_list_hash
+from neuronattack.neurons.settings import DEFAULT_COMMON_WORDS
 from neuronattack.resources import PROFANITY_LIST
 from neuronattack.validation import parser_refusal
-
-DEFAULT_COMMON_WORDS = 30000
 
 WORDFREQ_VERSION = version("wordfreq")
 # Pinned to 'large' rather than wordfreq's default 'best': 'best' is a policy that picks 'large'

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neuronattack.imagesets import scan_images
-from neuronattack.neurons.analysis import AnalysisSettings, analyze, default_layers
+from neuronattack.neurons.analysis import analyze, default_layers
 from neuronattack.neurons.atlas import Atlas, ensure_atlas
+from neuronattack.neurons.settings import AnalysisSettings
 from neuronattack.toy.draw import draw
 from neuronattack.toy.scenes import sample_scene
 from neuronattack.toy.vocabulary import toy_words
