@@ -34,13 +34,19 @@ def build_tiny_clip(
               "head_width": head_width, "patch_size": patch_size, "ls_init_value": ls_init_value}
     text = {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
     model = open_clip.CLIP(embed_dim, vision, text, quick_gelu=quick_gelu).eval()
-    generator = torch.Generator().manual_seed(seed + 1)
+    return perturb(model, seed + 1, lambda name: "ln_" in name or name.endswith("gamma"))
+
+
+def perturb(model: torch.nn.Module, seed: int, is_scale=lambda name: "ln_" in name):
+    """Every bias set to small noise and every scale ``is_scale`` names (LayerNorm weights) to 1 +
+    noise: left at 0 and 1, they would drop out of the formulas a test checks."""
+    generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             noise = 0.1 * torch.randn(parameter.shape, generator=generator)
             if name.endswith("bias"):
                 parameter.copy_(noise)
-            elif "ln_" in name or name.endswith("gamma"):
+            elif is_scale(name):
                 parameter.copy_(1 + noise)
     return model
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import random_images
+from conftest import perturb, random_images
 from PIL import Image
 from safetensors.torch import load_file, save_file
 from test_load_clip import put_in_hub_cache
@@ -38,16 +38,7 @@ def tiny_config(act: str = "quick_gelu", eps: float = 1e-5) -> CLIPConfig:
 def random_hf_clip(config: CLIPConfig, seed: int = 0) -> CLIPModel:
     """A random CLIPModel whose LayerNorm scales and every bias are pushed off 1 and 0."""
     torch.manual_seed(seed)
-    model = CLIPModel(config).eval()
-    generator = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            noise = 0.1 * torch.randn(parameter.shape, generator=generator)
-            if name.endswith("bias"):
-                parameter.copy_(noise)
-            elif "norm" in name:
-                parameter.copy_(1 + noise)
-    return model
+    return perturb(CLIPModel(config).eval(), seed + 1, lambda name: "norm" in name)
 
 
 def assert_same_features(loaded_model, tokenizer, hf: CLIPModel, images: torch.Tensor) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import open_clip
 import pytest
 import torch
+from conftest import perturb
 from open_clip.hf_model import HFTextEncoder
 from open_clip.tokenizer import SimpleTokenizer
 from transformers import BertConfig
@@ -55,22 +56,10 @@ REFUSED = {
 }
 
 
-def _perturbed(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Biases and LayerNorm scales away from 0 and 1, as in conftest, so they count."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            noise = 0.1 * torch.randn(parameter.shape, generator=generator)
-            if name.endswith("bias"):
-                parameter.copy_(noise)
-            elif "ln_" in name:
-                parameter.copy_(1 + noise)
-    return model.eval().requires_grad_(False)
-
-
 def build(kind, text_cfg: dict, seed: int = 0) -> LoadedClip:
     torch.manual_seed(seed)
-    model = _perturbed(kind(16, VISION, {"vocab_size": 49408, **text_cfg}), seed)
+    model = perturb(kind(16, VISION, {"vocab_size": 49408, **text_cfg}), seed)
+    model.eval().requires_grad_(False)
     tokenizer = SimpleTokenizer(context_length=text_cfg["context_length"])
     return LoadedClip(model, None, tokenizer, spec=f"test:{seed}", arch="test")
 
