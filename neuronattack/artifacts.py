@@ -157,6 +157,14 @@ def file_hash(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def json_digest(value: Any) -> str:
+    """A 16-hex-digit fingerprint of a JSON-serialisable value, for cache keys and headers: its
+    compact JSON (entry boundaries and order count) hashed with SHA-256. 64 bits is ample against
+    accidental collisions among the few values one cache or folder ever compares."""
+    payload = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
 def versions() -> dict[str, str]:
     """Package versions recorded in every meta.json, so an artifact says what made it."""
     import open_clip

@@ -26,7 +26,6 @@ writes the same files as one that was never interrupted.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -34,7 +33,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-from neuronattack.artifacts import versions, write_json, write_text
+from neuronattack.artifacts import json_digest, versions, write_json, write_text
 from neuronattack.attack.judge import Judge
 from neuronattack.attack.records import RESULTS, AttackRecord, read_records
 from neuronattack.attack.run import write_summary
@@ -253,12 +252,8 @@ def journal_header(records: Sequence[AttackRecord], generator: str, judge: str,
     batch cuts is not resumed from."""
     jobs = [[record.id, word, prompt, record.seed, record.margin]
             for record, word, prompt in counterfactual_jobs(records)]
-    return {"schema": SCHEMA, "jobs": _digest(jobs), "generator": generator, "judge": judge,
-            "classes": _digest(list(class_names)), "batch": batch}
-
-
-def _digest(value: object) -> str:
-    return hashlib.sha256(json.dumps(value).encode("utf-8")).hexdigest()[:16]
+    return {"schema": SCHEMA, "jobs": json_digest(jobs), "generator": generator, "judge": judge,
+            "classes": json_digest(list(class_names)), "batch": batch}
 
 
 def read_journal(path: Path, header: dict) -> dict[int, list[dict]]:

@@ -20,8 +20,6 @@ interrupted run resumes at the last finished chunk.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -33,7 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 from safetensors import SafetensorError
 from torch import Tensor
 
-from neuronattack.artifacts import load_tensors, save_tensors
+from neuronattack.artifacts import json_digest, load_tensors, save_tensors
 from neuronattack.errors import NeuronAttackError
 from neuronattack.models.clip import weights_fingerprint
 from neuronattack.models.loaded import LoadedClip
@@ -288,11 +286,7 @@ def _progress(show: bool, total: int) -> Iterator[Callable[[int], None]]:
 
 
 def word_list_hash(words: Sequence[str]) -> str:
-    """A 16-hex-digit fingerprint of the ordered list, for cache keys.
-
-    Serialised as a JSON array so entry boundaries are unambiguous (["ab", "c"] and ["a", "bc"]
-    differ) and order matters, since embedding row i belongs to word i. 64 bits is ample against
-    accidental collisions among the handful of vocabularies a cache ever holds.
-    """
-    payload = json.dumps(list(words), ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+    """A 16-hex-digit fingerprint of the ordered list, for cache keys: as a JSON array, so entry
+    boundaries are unambiguous (["ab", "c"] and ["a", "bc"] differ) and order matters, since
+    embedding row i belongs to word i."""
+    return json_digest(list(words))

@@ -43,6 +43,7 @@ from neuronattack.lens.neuron_effects import effect_basis, effect_coords
 from neuronattack.lens.traced_pass import trace
 from neuronattack.lens.vit import check_convention
 from neuronattack.models.clip import weights_fingerprint
+from neuronattack.models.hub import resolve_device
 from neuronattack.neurons.directions import RankOneDirections, RankOneFitter
 from neuronattack.neurons.settings import DEFAULT_BATCH_SIZE, PRECISION_NAMES, AnalysisSettings
 from neuronattack.neurons.sharding import UNSHARDED, Shard, TreeSum
@@ -93,8 +94,7 @@ def check_layers(layers: tuple[int, ...], n_blocks: int) -> tuple[int, ...]:
 
 def pick_device(device: str) -> torch.device:
     validation.require("--device", device, validation.device)
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(device)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise NeuronAttackError(f"--device {device} asked for CUDA, but torch sees no GPU here.")
     return torch.device(device)
