@@ -464,8 +464,8 @@ def _judge_and_record(context: AttackContext, jobs: Sequence[Job], sentences: Se
     if context.write_why_maps is not None and images:
         rows = context.judges[0].class_embeddings
         context.write_why_maps(context.clip, images,
-                       [attack.out_dir / r.image for r in records if r.image],
-                       rows[source_index], rows[target_index])
+                               [attack.out_dir / r.image for r in records if r.image],
+                               rows[source_index], rows[target_index])
     return records
 
 
